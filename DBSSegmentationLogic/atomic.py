@@ -1,0 +1,34 @@
+"""Atomic output: write to a temporary name in the target folder, rename at the end.
+
+A failed or cancelled run therefore never leaves a half-written file, and never replaces a good
+file from an earlier run with a broken one.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_output(path, suffix: str = ""):
+    """Yield a temporary path beside ``path``; on success it is renamed to ``path``, else removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    file_descriptor, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=suffix or path.suffix, dir=path.parent)
+    os.close(file_descriptor)
+    try:
+        yield Path(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def write_json_atomic(path, document) -> Path:
+    """Write a JSON document atomically (indented, UTF-8)."""
+    with atomic_output(path, ".json") as temporary:
+        temporary.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    return Path(path)

@@ -1,0 +1,161 @@
+"""The one place that reads and writes images.
+
+A :class:`Volume` is a numpy array plus its exact geometry in RAS millimetres, laid out as Slicer
+does it (``slicer.util.arrayFromVolume``): the array is indexed ``[k, j, i]`` and ``ijk_to_ras`` maps
+a voxel index ``(i, j, k, 1)`` to RAS. SimpleITK works in LPS; the conversion happens only here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .atomic import atomic_output
+from .exceptions import DBSInputError
+
+#: Diagonal that turns RAS into LPS and back (it is its own inverse).
+RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
+
+#: Single-file formats we write (a header + data pair such as .mhd/.raw cannot be renamed atomically).
+WRITE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha")
+
+
+def ras_to_lps(points) -> np.ndarray:
+    """RAS point(s) (..., 3) in mm to LPS: negate x and y."""
+    return np.asarray(points, dtype=float) @ RAS_TO_LPS
+
+
+def lps_to_ras(points) -> np.ndarray:
+    """LPS point(s) (..., 3) in mm to RAS: negate x and y."""
+    return np.asarray(points, dtype=float) @ RAS_TO_LPS
+
+
+@dataclass
+class Volume:
+    """A 3D image: ``array[k, j, i]`` and the 4x4 matrix from voxel index (i, j, k) to RAS mm."""
+
+    array: np.ndarray
+    ijk_to_ras: np.ndarray
+
+    def __post_init__(self):
+        self.ijk_to_ras = np.asarray(self.ijk_to_ras, dtype=float)
+        if self.array.ndim != 3:
+            raise DBSInputError(f"expected a 3D image, got {self.array.ndim} dimensions {self.array.shape}")
+        if self.ijk_to_ras.shape != (4, 4):
+            raise DBSInputError("ijk_to_ras must be a 4x4 matrix")
+
+    @property
+    def spacing_mm(self) -> np.ndarray:
+        """Voxel size along i, j, k."""
+        return np.linalg.norm(self.ijk_to_ras[:3, :3], axis=0)
+
+    @property
+    def direction_ras(self) -> np.ndarray:
+        """3x3 matrix whose columns are the unit RAS directions of the i, j, k axes."""
+        return self.ijk_to_ras[:3, :3] / self.spacing_mm
+
+    @property
+    def origin_ras(self) -> np.ndarray:
+        """RAS position of voxel (0, 0, 0)."""
+        return self.ijk_to_ras[:3, 3].copy()
+
+    @property
+    def shape_ijk(self) -> tuple[int, int, int]:
+        k, j, i = self.array.shape
+        return (i, j, k)
+
+    def ijk_to_ras_points(self, ijk) -> np.ndarray:
+        """Voxel indices (..., 3) in i, j, k order (may be fractional) to RAS mm."""
+        ijk = np.asarray(ijk, dtype=float)
+        return ijk @ self.ijk_to_ras[:3, :3].T + self.ijk_to_ras[:3, 3]
+
+    def ras_to_ijk_points(self, ras) -> np.ndarray:
+        """RAS mm (..., 3) to fractional voxel indices in i, j, k order."""
+        ras = np.asarray(ras, dtype=float)
+        return (ras - self.ijk_to_ras[:3, 3]) @ np.linalg.inv(self.ijk_to_ras[:3, :3]).T
+
+    def with_array(self, array: np.ndarray) -> "Volume":
+        """A volume on the same grid with other voxel values (e.g. a label map)."""
+        if array.shape != self.array.shape:
+            raise DBSInputError(f"array shape {array.shape} does not match the grid {self.array.shape}")
+        return Volume(array, self.ijk_to_ras.copy())
+
+
+def volume_from_sitk(image: sitk.Image) -> Volume:
+    """SimpleITK image (LPS geometry) to a :class:`Volume` (RAS geometry)."""
+    if image.GetDimension() != 3:
+        raise DBSInputError(f"expected a 3D image, got a {image.GetDimension()}D image")
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise DBSInputError(
+            f"expected a scalar image, got {image.GetNumberOfComponentsPerPixel()} components per voxel"
+        )
+    direction_lps = np.array(image.GetDirection(), dtype=float).reshape(3, 3)
+    spacing = np.array(image.GetSpacing(), dtype=float)
+    origin_lps = np.array(image.GetOrigin(), dtype=float)
+    ijk_to_ras = np.eye(4)
+    ijk_to_ras[:3, :3] = RAS_TO_LPS @ direction_lps @ np.diag(spacing)
+    ijk_to_ras[:3, 3] = RAS_TO_LPS @ origin_lps
+    return Volume(sitk.GetArrayFromImage(image), ijk_to_ras)
+
+
+def volume_to_sitk(volume: Volume) -> sitk.Image:
+    """:class:`Volume` (RAS) to a SimpleITK image (LPS) with the same voxel positions."""
+    image = sitk.GetImageFromArray(np.ascontiguousarray(volume.array))
+    spacing = volume.spacing_mm
+    direction_lps = RAS_TO_LPS @ volume.direction_ras
+    image.SetSpacing([float(s) for s in spacing])
+    image.SetDirection([float(v) for v in direction_lps.ravel()])
+    image.SetOrigin([float(v) for v in RAS_TO_LPS @ volume.origin_ras])
+    return image
+
+
+def _read_dicom_series(folder: Path) -> sitk.Image:
+    reader = sitk.ImageSeriesReader()
+    series_ids = reader.GetGDCMSeriesIDs(str(folder))
+    if not series_ids:
+        raise DBSInputError(f"no DICOM series found in folder {folder}")
+    if len(series_ids) > 1:
+        raise DBSInputError(
+            f"folder {folder} holds {len(series_ids)} DICOM series; give a folder with exactly one"
+        )
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder), series_ids[0]))
+    return reader.Execute()
+
+
+def read_sitk_image(path) -> sitk.Image:
+    """Read NIfTI, NRRD, MHA/MHD or a DICOM series folder; raise :class:`DBSInputError` when unreadable."""
+    path = Path(path)
+    if not path.exists():
+        raise DBSInputError(f"image not found: {path}")
+    try:
+        if path.is_dir():
+            return _read_dicom_series(path)
+        if path.stat().st_size == 0:
+            raise DBSInputError(f"image file is empty: {path}")
+        return sitk.ReadImage(str(path))
+    except RuntimeError as error:  # SimpleITK reports unreadable files as RuntimeError
+        first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown reason"
+        raise DBSInputError(f"cannot read image {path}: {first_line}") from None
+
+
+def read_volume(path) -> Volume:
+    """Read a 3D scalar image into a :class:`Volume` with exact RAS geometry."""
+    return volume_from_sitk(read_sitk_image(path))
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+
+
+def write_volume(volume: Volume, path, compress: bool = True) -> Path:
+    """Write atomically (temporary name in the same folder, then rename): a failure leaves no file."""
+    path = Path(path)
+    suffix = _suffix(path)
+    if suffix not in WRITE_SUFFIXES:
+        raise DBSInputError(f"cannot write image format '{suffix}' ({path}); use one of {', '.join(WRITE_SUFFIXES)}")
+    with atomic_output(path, suffix) as temporary:
+        sitk.WriteImage(volume_to_sitk(volume), str(temporary), compress)
+    return path
