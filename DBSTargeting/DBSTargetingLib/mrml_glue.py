@@ -1,0 +1,198 @@
+"""Conversion between MRML nodes and the logic's plain types (DESIGN §2).
+
+This is the only place that knows how a volume node or a markups node stores its data. It uses MRML
+classes through the node objects it is given and ``vtk`` for image data and matrices; it imports neither
+``slicer.util`` nor Qt, so it runs unchanged inside Slicer and under the ``slicer-core`` package
+(``Testing/mrml``).
+
+Geometry is world RAS millimetres throughout. A volume's array is indexed ``[k, j, i]`` as
+``slicer.util.arrayFromVolume`` returns it, and ``ijk_to_ras`` maps a voxel index ``(i, j, k, 1)`` to RAS.
+"""
+from __future__ import annotations
+
+import numpy as np
+import vtk
+from vtk.util import numpy_support
+
+from DBSSegmentationLogic.exceptions import DBSInputError
+from DBSSegmentationLogic.imageio import Volume
+from DBSSegmentationLogic.markups import LANDMARK_ALIASES, find_landmarks
+
+#: The points a frame plan needs, by the planner's landmark names.
+PLAN_LANDMARKS = tuple(LANDMARK_ALIASES)
+
+#: numpy types that VTK image data cannot hold (bool) or that Slicer does not display (64-bit integers):
+#: stored as the narrower type when every value fits.
+_NARROWED_DTYPES = {
+    np.dtype(bool): np.dtype(np.uint8),
+    np.dtype(np.int64): np.dtype(np.int32),
+    np.dtype(np.uint64): np.dtype(np.uint32),
+}
+
+#: Orthogonality tolerance on the IJK-to-RAS direction columns (Slicer stores orthogonal grids only).
+_ORTHOGONAL_TOLERANCE = 1e-6
+
+
+def matrix_from_vtk(vtk_matrix) -> np.ndarray:
+    """A ``vtkMatrix4x4`` as a 4x4 numpy array."""
+    return np.array([[vtk_matrix.GetElement(row, col) for col in range(4)] for row in range(4)])
+
+
+def vtk_matrix_from_array(matrix) -> vtk.vtkMatrix4x4:
+    """A 4x4 array-like as a new ``vtkMatrix4x4``."""
+    matrix = np.asarray(matrix, dtype=float)
+    if matrix.shape != (4, 4):
+        raise DBSInputError(f"expected a 4x4 matrix, got shape {matrix.shape}")
+    vtk_matrix = vtk.vtkMatrix4x4()
+    for row in range(4):
+        for col in range(4):
+            vtk_matrix.SetElement(row, col, float(matrix[row, col]))
+    return vtk_matrix
+
+
+def _parent_to_world(node) -> np.ndarray:
+    """4x4 matrix from the node's local coordinates to world RAS; raises for a non-linear transform."""
+    transform_node = node.GetParentTransformNode()
+    if transform_node is None:
+        return np.eye(4)
+    if not transform_node.IsTransformToWorldLinear():
+        raise DBSInputError(
+            f"volume '{node.GetName()}' is under a non-linear transform ('{transform_node.GetName()}'): "
+            "harden the transform first"
+        )
+    to_world = vtk.vtkMatrix4x4()
+    transform_node.GetMatrixTransformToWorld(to_world)
+    return matrix_from_vtk(to_world)
+
+
+def _storable_array(array: np.ndarray) -> np.ndarray:
+    """C-ordered copy of ``array`` in a voxel type that VTK stores and Slicer displays."""
+    narrowed = _NARROWED_DTYPES.get(array.dtype)
+    if narrowed is not None:
+        if array.size and array.dtype != bool:
+            info = np.iinfo(narrowed)
+            if array.min() < info.min or array.max() > info.max:
+                raise DBSInputError(f"voxel values of type {array.dtype} do not fit in {narrowed}")
+        array = array.astype(narrowed)
+    return np.ascontiguousarray(array)
+
+
+def update_volume_node(node, volume: Volume) -> None:
+    """Replace a volume node's voxels and geometry with those of ``volume`` (voxel values are copied).
+
+    The node's own IJK-to-RAS matrix is set; a parent transform of the node, if any, is left in place.
+    """
+    direction = volume.direction_ras
+    gram = direction.T @ direction
+    if not np.allclose(gram, np.eye(3), atol=_ORTHOGONAL_TOLERANCE):
+        raise DBSInputError("volume axes are not orthogonal: a Slicer volume node cannot hold this grid")
+    array = _storable_array(volume.array)
+    k_size, j_size, i_size = array.shape
+
+    scalars = numpy_support.numpy_to_vtk(array.ravel(), deep=True)
+    image = vtk.vtkImageData()
+    image.SetDimensions(i_size, j_size, k_size)
+    image.GetPointData().SetScalars(scalars)
+    # Slicer keeps image data at origin 0, spacing 1: the whole geometry lives in the node's IJK-to-RAS.
+
+    was_modifying = node.StartModify()
+    node.SetIJKToRASMatrix(vtk_matrix_from_array(volume.ijk_to_ras))
+    node.SetAndObserveImageData(image)
+    node.EndModify(was_modifying)
+
+
+def volume_node_from_volume(scene, volume: Volume, name: str, label_map: bool = False):
+    """Add a new volume node holding ``volume`` to ``scene`` and return it.
+
+    ``label_map`` makes a ``vtkMRMLLabelMapVolumeNode`` (shown with a color table) instead of a
+    ``vtkMRMLScalarVolumeNode``. Default display nodes are created as ``slicer.util.addVolumeFromArray``
+    does.
+    """
+    class_name = "vtkMRMLLabelMapVolumeNode" if label_map else "vtkMRMLScalarVolumeNode"
+    node = scene.AddNewNodeByClass(class_name, name)
+    if node is None:
+        raise DBSInputError(f"the scene cannot create a {class_name}")
+    update_volume_node(node, volume)
+    node.CreateDefaultDisplayNodes()
+    return node
+
+
+def volume_from_volume_node(node) -> Volume:
+    """A copy of a scalar volume node's voxels and its geometry in world RAS.
+
+    A linear parent transform is folded into ``ijk_to_ras`` (so positions are world RAS, as everywhere
+    in the logic); a non-linear one raises :class:`DBSInputError`.
+    """
+    if node is None:
+        raise DBSInputError("no volume selected")
+    image = node.GetImageData()
+    if image is None or image.GetPointData().GetScalars() is None:
+        raise DBSInputError(f"volume '{node.GetName()}' has no voxels")
+    if image.GetNumberOfScalarComponents() != 1:
+        raise DBSInputError(
+            f"volume '{node.GetName()}' has {image.GetNumberOfScalarComponents()} components per voxel;"
+            " expected a scalar volume"
+        )
+    i_size, j_size, k_size = image.GetDimensions()
+    array = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(k_size, j_size, i_size).copy()
+
+    ijk_to_local = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(ijk_to_local)
+    ijk_to_ras = _parent_to_world(node) @ matrix_from_vtk(ijk_to_local)
+    return Volume(array, ijk_to_ras)
+
+
+def markups_points_from_node(node) -> dict[str, np.ndarray]:
+    """Defined control points of a markups node as ``{label: RAS position (3,)}`` in world mm.
+
+    Parent transforms (linear or not) are applied, as in ``GetNthControlPointPositionWorld``. Points
+    whose position is not defined yet (being placed, or skipped) are left out. Labels are stripped of
+    surrounding blanks; an empty or repeated label raises :class:`DBSInputError`, since a point must be
+    identified by its label alone.
+    """
+    if node is None:
+        raise DBSInputError("no markups node selected")
+    points: dict[str, np.ndarray] = {}
+    position = [0.0, 0.0, 0.0]
+    for index in range(node.GetNumberOfControlPoints()):
+        if node.GetNthControlPointPositionStatus(index) != node.PositionDefined:
+            continue
+        label = node.GetNthControlPointLabel(index).strip()
+        if not label:
+            raise DBSInputError(f"point {index + 1} of '{node.GetName()}' has no label")
+        if label in points:
+            raise DBSInputError(f"label '{label}' is used by more than one point of '{node.GetName()}'")
+        node.GetNthControlPointPositionWorld(index, position)
+        points[label] = np.array(position, dtype=float)
+    return points
+
+
+
+def landmarks_from_nodes(nodes, required=PLAN_LANDMARKS) -> dict[str, np.ndarray]:
+    """The planner's landmarks (``ac``, ``pc``, ``midline``, ``target``, ``entry``) from markups nodes.
+
+    Point labels are matched as :func:`DBSSegmentationLogic.markups.find_landmarks` does (e.g. "AC" or
+    "anterior commissure"). ``None`` entries and a node given twice are skipped. A landmark found in two
+    nodes, or a required one found in none, raises :class:`DBSInputError`. Returned in ``required`` order.
+    """
+    found: dict[str, np.ndarray] = {}
+    found_in: dict[str, str] = {}
+    searched = []
+    for node in nodes:
+        if node is None or any(node is other for other in searched):
+            continue
+        searched.append(node)
+        for name, position in find_landmarks(markups_points_from_node(node)).items():
+            if name in found:
+                raise DBSInputError(
+                    f"the {name} point is in both '{found_in[name]}' and '{node.GetName()}'; keep one"
+                )
+            found[name] = position
+            found_in[name] = node.GetName()
+    if not searched:
+        raise DBSInputError("no markups node selected")
+    missing = [name for name in required if name not in found]
+    if missing:
+        where = ", ".join(f"'{node.GetName()}'" for node in searched)
+        raise DBSInputError(f"no point labelled {', '.join(missing)} in {where}")
+    return {name: found[name] for name in required}
