@@ -6,13 +6,14 @@ Exit codes: 0 success, 2 bad input (one line on stderr names the problem), 3 int
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
-from . import __version__
+from . import __version__, plan_command
 from .atomic import write_json_atomic
 from .exceptions import DBSInputError
 from .acpc import AcpcSpace
@@ -42,13 +43,14 @@ def add_markups_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def collect_landmarks(args, required: Sequence[str]) -> dict[str, np.ndarray]:
-    """Landmarks from markups files, overridden by explicit options; error if a required one is missing."""
+def collect_landmarks(args, required: Sequence[str], names: Sequence[str] = LANDMARK_OPTIONS) -> dict[str, np.ndarray]:
+    """Landmarks ``names`` from markups files, overridden by explicit options; error if a required one is missing."""
     landmarks: dict[str, np.ndarray] = {}
     for markups_path in args.markups:
         for name, point in find_landmarks(read_markups_points(markups_path)).items():
-            landmarks[name] = point
-    for name in LANDMARK_OPTIONS:
+            if name in names:
+                landmarks[name] = point
+    for name in names:
         value = getattr(args, name, None)
         if value is not None:
             landmarks[name] = np.array(value, dtype=float)
@@ -165,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     add_frame_parser(subparsers)
+    plan_command.register(subparsers)
     for register in _optional_subcommands():
         register(subparsers)
     return parser
@@ -192,6 +195,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("cancelled", file=sys.stderr)
         return EXIT_CANCELLED
+    except Exception as error:  # noqa: BLE001 - one line for the user; DBS_DEBUG=1 shows the traceback
+        if os.environ.get("DBS_DEBUG"):
+            raise
+        print(f"internal error: {type(error).__name__}: {error}".splitlines()[0], file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
 
 
 if __name__ == "__main__":

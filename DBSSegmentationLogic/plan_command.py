@@ -1,0 +1,173 @@
+"""``plan`` subcommand: from an MRI (and optionally its label map) to the complete plan.
+
+    dbs-plan plan --mri IMG [--labels LBL] [--ac … --pc … --midline … | --markups F.mrk.json]
+                  [--target stn|psa|gpi] [--mounting …] [--image-to-frame F] --out DIR
+
+Writes ``plan.json``, ``report.md`` and figures into DIR. Every file is first written into a
+temporary folder beside DIR and moved in only when the whole plan succeeded, so a failed run never
+leaves a half plan or spoils an earlier one.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .acpc import AcpcSpace
+from .atomic import write_json_atomic
+from .exceptions import DBSInputError
+from .frame import MOUNTINGS, TRANSFORM_FILE_CONVENTIONS, read_image_to_frame_transform
+from .imageio import read_volume, write_volume
+from .markups import write_markups_points
+from .planning import (
+    DEFAULT_CORONAL_ANGLE_DEG, DEFAULT_ENTRY_DISTANCE_MM, DEFAULT_SAGITTAL_ANGLE_DEG, TARGET_KINDS, plan_case,
+)
+
+#: Nuclei whose quality flags block automatic targeting of a side, per target.
+NUCLEI_FOR_TARGET = {"stn": ("RN", "STN"), "psa": ("RN", "STN"), "gpi": ("GPi",)}
+
+
+def progress(fraction: float, message: str) -> None:
+    print(f"PROGRESS {fraction:.2f} {message}", flush=True)
+
+
+def blocked_sides(quality: list, target_kind: str) -> dict:
+    """Sides whose segmentation of the nuclei this target depends on carries a quality flag."""
+    blocked = {}
+    for structure in quality:
+        nucleus, side = structure["name"].split("_")
+        if nucleus in NUCLEI_FOR_TARGET[target_kind] and structure["flags"]:
+            reason = f"{structure['name']} {', '.join(structure['flags'])}"
+            blocked[side] = f"{blocked[side]}; {reason}" if side in blocked else reason
+    return blocked
+
+
+def run_plan(args) -> int:
+    from .cli import collect_landmarks  # the CLI's landmark options, shared with `frame`
+
+    started = time.perf_counter()
+    out = Path(args.out)
+    progress(0.02, "reading the MRI")
+    mri = read_volume(args.mri)
+    landmarks = collect_landmarks(args, (), names=("ac", "pc", "midline"))
+    given = [name for name in ("ac", "pc", "midline") if name in landmarks]
+    if given and len(given) < 3:
+        raise DBSInputError("give all three of AC, PC and the midline point, or none (automatic localization)")
+    entries = {}
+    for side, point in (("left", args.entry_left), ("right", args.entry_right)):
+        if point is not None:
+            entries[side] = np.array(point, float)
+    user_landmarks = [landmarks[name] for name in ("ac", "pc", "midline")] if given else None
+
+    segmented = None
+    if args.labels:
+        progress(0.10, "reading the label map")
+        labels = read_volume(args.labels)
+        if user_landmarks is None:
+            from .localization import register_to_template
+
+            progress(0.20, "finding AC, PC and the midline (registration to the template)")
+            located = register_to_template(mri)
+            user_landmarks = [located.ac_ras, located.pc_ras, located.midline_ras]
+            landmark_source = "automatic (registration to the CIT168 template)"
+        else:
+            landmark_source = "user"
+    else:
+        from . import segmentation
+
+        progress(0.10, "loading the segmentation model")
+        model = segmentation.load_model(device=args.device)
+        segmented = segmentation.segment(mri, model, *(user_landmarks or (None, None, None)),
+                                         progress=lambda f, m: progress(0.10 + 0.5 * f, m))
+        labels = segmented.labels
+        landmark_source = "user" if user_landmarks else "automatic (registration to the CIT168 template)"
+        user_landmarks = [segmented.localization.ac_ras, segmented.localization.pc_ras, segmented.localization.midline_ras]
+    acpc = AcpcSpace.from_landmarks(*user_landmarks)
+
+    from .segmentation_quality import structure_quality
+
+    quality = [s.to_dict() for s in structure_quality(labels, acpc)]
+    frame = read_image_to_frame_transform(args.image_to_frame, args.transform_file_maps) if args.image_to_frame else None
+    progress(0.65, f"planning {args.target.upper()} targets")
+    plan = plan_case(
+        labels, acpc, args.target, mounting=args.mounting, frame=frame, entries_ras=entries,
+        sagittal_angle_deg=args.sagittal_angle, coronal_angle_deg=args.coronal_angle,
+        entry_distance_mm=args.entry_distance, level_mm=args.level, d_ratio=args.d_ratio, e_ratio=args.e_ratio,
+        inadequate_sides=blocked_sides(quality, args.target),
+    )
+    plan_dict = plan.to_dict()
+    plan_dict.update({"mri": str(args.mri), "labels": str(args.labels) if args.labels else "segmented by this run",
+                      "landmark_source": landmark_source, "segmentation_quality": quality})
+
+    from . import report
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
+    try:
+        progress(0.75, "drawing figures")
+        figures = {"axial construction": report.axial_construction_figure(mri, labels, acpc, plan_dict, staging / "axial_construction.png")}
+        for trajectory in plan_dict["trajectories"]:
+            name = trajectory["name"].replace(" ", "_")
+            figures[f"{trajectory['name']} trajectory"] = report.trajectory_figure(mri, labels, acpc, trajectory, staging / f"trajectory_{name}.png")
+        progress(0.85, "rendering 3D")
+        figures["3D view"] = report.render_3d(labels, plan_dict["trajectories"], staging / "view_3d.png")
+        if segmented is not None:
+            write_volume(labels, staging / "labels.nii.gz")
+        points = {"AC": acpc.ac_ras, "PC": acpc.pc_ras, "Midline": acpc.midline_ras}
+        for trajectory in plan_dict["trajectories"]:
+            points[f"{trajectory['name']} target"] = trajectory["target_ras"]
+            points[f"{trajectory['name']} entry"] = trajectory["entry_ras"]
+        write_markups_points(staging / "plan_points.mrk.json", points)
+        plan_dict["elapsed_s"] = round(time.perf_counter() - started, 2)
+        write_json_atomic(staging / "plan.json", plan_dict)
+        (staging / "report.md").write_text(report.markdown_report(plan_dict, figures, quality), encoding="utf-8")
+        out.mkdir(parents=True, exist_ok=True)
+        for produced in sorted(staging.iterdir()):
+            produced.replace(out / produced.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    progress(1.00, "done")
+    for trajectory in plan_dict["trajectories"]:
+        x, y, z = trajectory["set_target_leksell"]
+        print(f"{trajectory['name']}: Leksell X {x:.1f} Y {y:.1f} Z {z:.1f}, ring {trajectory['set_ring_deg']:.1f}°, "
+              f"arc {trajectory['set_arc_deg']:.1f}° ({args.mounting}); direct-indirect {trajectory['direct_to_indirect_mm']:.1f} mm")
+        for warning in trajectory["warnings"]:
+            print(f"  warning: {warning}")
+    for side, reason in plan_dict["failures"].items():
+        print(f"{side.upper()} side not planned: {reason}")
+    print(f"Report: {out / 'report.md'}")
+    return 0
+
+
+def register(subparsers) -> None:
+    from .cli import add_markups_option, add_point_option
+
+    parser = subparsers.add_parser(
+        "plan", help="targets, trajectories and frame settings from an MRI (and its labels)",
+        description="Plan both sides from the pre-operative MRI: Bejjani STN/PSA or GPi direct targets beside the "
+        "indirect AC-PC targets, entry points, structures along each trajectory, Leksell X/Y/Z and ring/arc. "
+        "Without --labels the MRI is segmented first; without AC/PC/midline they are found automatically.",
+    )
+    parser.add_argument("--mri", required=True, type=Path, help="pre-operative MRI (NIfTI, NRRD, MHA or DICOM folder)")
+    parser.add_argument("--labels", type=Path, help="label map (this package's codes), e.g. a corrected segmentation")
+    for name, text in (("ac", "anterior commissure"), ("pc", "posterior commissure"),
+                       ("midline", "a midline point above the AC-PC line"),
+                       ("entry-left", "entry point of the left trajectory"), ("entry-right", "entry point of the right trajectory")):
+        add_point_option(parser, name, text)
+    add_markups_option(parser)
+    parser.add_argument("--target", choices=TARGET_KINDS, default="stn", help="stn (Bejjani 20:2/20:1), psa (20:2/20:4) or gpi")
+    parser.add_argument("--d-ratio", type=float, help="custom Bejjani D/C (with --e-ratio)")
+    parser.add_argument("--e-ratio", type=float, help="custom Bejjani E/C (with --d-ratio)")
+    parser.add_argument("--level", type=float, default=-4.0, help="construction plane, mm from the AC-PC plane (default -4)")
+    parser.add_argument("--mounting", choices=MOUNTINGS, default="lateral-right")
+    parser.add_argument("--image-to-frame", type=Path, help="rigid ITK transform between image and frame")
+    parser.add_argument("--transform-file-maps", choices=TRANSFORM_FILE_CONVENTIONS, default="frame-to-image")
+    parser.add_argument("--sagittal-angle", type=float, default=DEFAULT_SAGITTAL_ANGLE_DEG, help="approach above the AC-PC plane, side view (default 60°)")
+    parser.add_argument("--coronal-angle", type=float, default=DEFAULT_CORONAL_ANGLE_DEG, help="approach off the midsagittal plane, front view (default 15°)")
+    parser.add_argument("--entry-distance", type=float, default=DEFAULT_ENTRY_DISTANCE_MM, help="target to entry distance (default 70 mm)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.set_defaults(handler=run_plan)
