@@ -25,7 +25,7 @@ def point_args(**points):
 def run_frame(tmp_path, *extra, **points):
     out = tmp_path / "plan.json"
     code = main(["frame", *point_args(**points), "--json", str(out), *extra])
-    return code, (json.loads(out.read_text()) if out.exists() else None)
+    return code, (json.loads(out.read_text(encoding="utf-8")) if out.exists() else None)
 
 
 def test_frame_plan_numbers_in_the_virtual_frame(tmp_path, capsys):
@@ -95,7 +95,7 @@ def test_rigid_transform_file_is_used(tmp_path):
 def test_landmarks_from_a_slicer_markups_file(tmp_path):
     markups = tmp_path / "landmarks.mrk.json"
     write_markups_points(markups, {"AC": AC, "PC": PC, "Midline": MIDLINE, "Target": TARGET, "Entry": ENTRY})
-    document = json.loads(markups.read_text())
+    document = json.loads(markups.read_text(encoding="utf-8"))
     assert document["markups"][0]["coordinateSystem"] == "LPS"
     assert document["markups"][0]["controlPoints"][0]["position"] == pytest.approx([-AC[0], -AC[1], AC[2]])
     assert read_markups_points(markups)["Target"] == pytest.approx(TARGET)

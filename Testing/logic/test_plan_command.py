@@ -34,7 +34,7 @@ def test_plan_command_writes_the_plan_report_and_figures(tmp_path, capsys):
     assert names == ["axial_construction.png", "plan.json", "plan_points.mrk.json", "report.md",
                      "trajectory_L_PSA.png", "trajectory_R_PSA.png", "view_3d.png"]
     assert all((out / name).stat().st_size > 5000 for name in names if name.endswith(".png"))
-    plan = json.loads((out / "plan.json").read_text())
+    plan = json.loads((out / "plan.json").read_text(encoding="utf-8"))
     expected = plan_case(labels, acpc, "psa", mounting="lateral-left").to_dict()
     for written, reference in zip(plan["trajectories"], expected["trajectories"]):
         assert written["side"] == reference["side"]
@@ -44,7 +44,7 @@ def test_plan_command_writes_the_plan_report_and_figures(tmp_path, capsys):
     # The Slicer markups hold the same targets, in RAS after reading.
     markups = read_markups_points(out / "plan_points.mrk.json")
     assert markups["L PSA target"] == pytest.approx(plan["trajectories"][0]["target_ras"], abs=1e-6)
-    report = (out / "report.md").read_text()
+    report = (out / "report.md").read_text(encoding="utf-8")
     assert "## L PSA (left hemisphere)" in report and "Ring (°)" in report and "![3D view](view_3d.png)" in report
     assert "Report:" in capsys.readouterr().out
 
@@ -54,7 +54,7 @@ def test_failed_side_is_reported_and_the_other_side_planned(tmp_path, capsys):
     out = tmp_path / "plan"
     assert main(["plan", "--mri", str(tmp_path / "mri.nrrd"), "--labels", str(tmp_path / "labels.nrrd"),
                  *points, "--out", str(out)]) == 0
-    plan = json.loads((out / "plan.json").read_text())
+    plan = json.loads((out / "plan.json").read_text(encoding="utf-8"))
     assert [t["side"] for t in plan["trajectories"]] == ["left"]
     # The quality check flags the missing STN, and that blocks the right side with its reason.
     assert "STN_right missing" in plan["failures"]["right"]
