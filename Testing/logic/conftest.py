@@ -17,3 +17,4 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 @pytest.fixture
 def repo_root() -> Path:
     return REPO_ROOT
+
