@@ -15,18 +15,13 @@ import numpy as np
 
 from . import __version__, plan_command
 from .atomic import write_json_atomic
-from .exceptions import DBSInputError
 from .acpc import AcpcSpace
+from .exceptions import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_INTERNAL_ERROR, EXIT_OK, DBSInputError
 from .frame import (
     MOUNTINGS, TRANSFORM_FILE_CONVENTIONS, FrameSpace, direction_from_ring_arc, read_image_to_frame_transform,
 )
 from .frameplan import FramePlan, compute_frame_plan
 from .markups import find_landmarks, read_markups_points
-
-EXIT_OK = 0
-EXIT_BAD_INPUT = 2
-EXIT_INTERNAL_ERROR = 3
-EXIT_CANCELLED = 130
 
 LANDMARK_OPTIONS = ("ac", "pc", "midline", "target", "entry")
 
