@@ -7,13 +7,15 @@ nodes and that package's plain types.
 """
 import json
 import logging
+import shutil
+import sys
 from typing import Annotated, Optional
 
 import ctk  # noqa: F401  (Slicer's Qt and CTK bindings, imported as in the module template)
 import qt  # noqa: F401
 import slicer
 import vtk
-from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode
+from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -25,7 +27,11 @@ from slicer.util import VTKObservationMixin
 
 from DBSSegmentationLogic.exceptions import DBSInputError
 from DBSSegmentationLogic.frame import MOUNTINGS
-from DBSTargetingLib import mrml_glue
+from DBSTargetingLib import case_pipeline, dependencies, mrml_glue
+from DBSTargetingLib.segmentation_job import DEVICES, SegmentationJob
+from DBSTargetingLib.widget_state import PanelInputs, button_states
+
+TARGET_KINDS = ("stn", "psa", "gpi")
 
 #
 # DBSTargeting
@@ -42,13 +48,16 @@ class DBSTargeting(ScriptedLoadableModule):
         self.parent.dependencies = []
         self.parent.contributors = ["DBS Targeting contributors"]
         self.parent.helpText = """
-Deep brain stimulation planning: from AC, PC and a midline point, a target and an entry point, computes
-the trajectory in AC-PC coordinates and the Leksell frame settings (X, Y, Z; ring and arc for the chosen
-arc mounting). Without a frame registration the virtual frame is used: AC-PC aligned, with the
-mid-commissural point at the frame centre (100, 100, 100).
+Deep brain stimulation planning, in workflow order: <b>Inputs</b> (pre-operative MRI; optional CTs and
+AC/PC/midline points), <b>Segment</b> (STN, RN, SN, GPi, GPe on both sides in a background process, with
+progress and cancel), <b>Plan</b> (Bejjani STN/PSA or GPi direct targets beside the indirect AC-PC targets,
+trajectories, Leksell X/Y/Z and ring/arc for the chosen arc mounting), <b>Post-op</b>. Results go into
+one subject-hierarchy folder per case. Without a frame registration the virtual frame is used: AC-PC
+aligned, with the mid-commissural point at the frame centre (100, 100, 100).
 <br><br>
-Label the control points <b>AC</b>, <b>PC</b>, <b>midline</b> (a point of the midsagittal plane above the
-AC-PC line), <b>target</b> and <b>entry</b>, in one point list or in two.
+For frame settings of a hand-placed trajectory, label the control points <b>AC</b>, <b>PC</b>,
+<b>midline</b> (a point of the midsagittal plane above the AC-PC line), <b>target</b> and <b>entry</b>,
+in one point list or in two.
 <br><br>
 Research software: every value must be checked by the surgical team before use.
 See the <a href="https://github.com/dbs-targeting/SlicerDBSTargeting">project page</a>.
@@ -70,18 +79,32 @@ Andras Lasso, PerkLab; Steve Pieper, Isomics, Inc.).
 
 @parameterNodeWrapper
 class DBSTargetingParameterNode:
-    """The module's inputs, saved with the scene.
+    """The module's inputs and choices, saved with the scene.
 
-    preoperativeVolume - pre-operative MRI the points were placed on.
+    preoperativeVolume - pre-operative MRI (segmented and planned on; the points were placed on it).
+    preoperativeCT, postoperativeCT - optional CTs (post-op: electrode error).
     landmarksMarkups - point list with AC, PC and midline (it may also hold target and entry).
     trajectoryMarkups - point list with target and entry; optional when landmarksMarkups holds them.
+    segmentation - the segmentation planned on (made by Segment, or corrected by the user).
+    targetKind, useCustomRatios, dRatio, eRatio - the direct target and the Bejjani ratios.
     mounting - arc mounting of the Leksell frame, which sets how ring and arc are read.
+    device - where the network runs (auto: GPU when there is one).
+    caseName - the subject-hierarchy folder holding the case's results.
     """
 
     preoperativeVolume: vtkMRMLScalarVolumeNode
+    preoperativeCT: vtkMRMLScalarVolumeNode
+    postoperativeCT: vtkMRMLScalarVolumeNode
     landmarksMarkups: vtkMRMLMarkupsFiducialNode
     trajectoryMarkups: vtkMRMLMarkupsFiducialNode
+    segmentation: vtkMRMLSegmentationNode
+    targetKind: Annotated[str, Choice(list(TARGET_KINDS))] = "stn"
+    useCustomRatios: bool = False
+    dRatio: float = 0.1  # 20:2
+    eRatio: float = 0.05  # 20:1
     mounting: Annotated[str, Choice(list(MOUNTINGS))] = MOUNTINGS[0]
+    device: Annotated[str, Choice(list(DEVICES))] = "auto"
+    caseName: str = "Case"
 
 
 #
@@ -101,6 +124,8 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         slicer.vtkMRMLMarkupsNode.PointPositionUndefinedEvent,
         slicer.vtkMRMLTransformableNode.TransformModifiedEvent,
     )
+    #: How often the running segmentation's output is read (ms).
+    POLL_INTERVAL_MS = 100
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -110,6 +135,10 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._observedMarkups = []
         self._shownPlanInputs = None
+        self._job = None  # the running SegmentationJob
+        self._jobInputs = None
+        self._lastPlan = None
+        self._pollTimer = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -127,10 +156,22 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
         self.ui.computeFrameButton.connect("clicked(bool)", self.onComputeFrameButton)
+        self.ui.segmentButton.connect("clicked(bool)", self.onSegmentButton)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
+        self.ui.planButton.connect("clicked(bool)", self.onPlanButton)
+
+        self._pollTimer = qt.QTimer()
+        self._pollTimer.setInterval(self.POLL_INTERVAL_MS)
+        self._pollTimer.connect("timeout()", self._pollSegmentation)
 
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
+        if self._job is not None:
+            self._job.cancel()
+            self._job = None
+        if self._pollTimer is not None:
+            self._pollTimer.stop()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -145,6 +186,8 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
 
     def onSceneStartClose(self, caller, event) -> None:
+        if self._job is not None:
+            self.onCancelButton()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -180,7 +223,7 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return selected
 
     def _planInputs(self):
-        """What a shown plan was computed from, to tell when it no longer matches the inputs."""
+        """What a shown frame plan was computed from, to tell when it no longer matches the inputs."""
         if not self._parameterNode:
             return None
         return (tuple(node.GetID() for node in self._selectedMarkups()), self._parameterNode.mounting)
@@ -189,15 +232,28 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._observeSelectedMarkups()
         if self._shownPlanInputs is not None and self._shownPlanInputs != self._planInputs():
             self._clearResult("Inputs changed: compute the frame settings again.")
-        if self._selectedMarkups():
-            self.ui.computeFrameButton.enabled = True
-            self.ui.computeFrameButton.toolTip = "Compute the trajectory and the Leksell frame settings."
-        else:
-            self.ui.computeFrameButton.enabled = False
-            self.ui.computeFrameButton.toolTip = (
-                "Select the point list holding AC, PC, midline, target and entry"
-                " (target and entry may be in a second list)."
-            )
+        self._updateButtons()
+
+    def _updateButtons(self) -> None:
+        """Every button enabled only when its inputs exist, with a tooltip saying why (widget_state)."""
+        node = self._parameterNode
+        inputs = PanelInputs(
+            has_mri=bool(node and node.preoperativeVolume),
+            has_landmarks=bool(node and node.landmarksMarkups),
+            has_trajectory_points=bool(node and node.trajectoryMarkups),
+            has_segmentation=bool(node and node.segmentation),
+            has_plan=self._lastPlan is not None,
+            has_postop_ct=bool(node and node.postoperativeCT),
+            segmentation_running=self._job is not None,
+        )
+        buttons = {"segment": self.ui.segmentButton, "cancel": self.ui.cancelButton, "plan": self.ui.planButton,
+                   "frame": self.ui.computeFrameButton, "postop": self.ui.postopButton}
+        for name, state in button_states(inputs).items():
+            buttons[name].enabled = state.enabled
+            buttons[name].toolTip = state.tooltip
+        custom = bool(node and node.useCustomRatios and node.targetKind != "gpi")
+        self.ui.dRatioSpinBox.enabled = custom
+        self.ui.eRatioSpinBox.enabled = custom
 
     def _observeSelectedMarkups(self) -> None:
         selected = self._selectedMarkups()
@@ -233,6 +289,92 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.resultTextEdit.setPlainText(self.logic.framePlanText(plan))
         self._shownPlanInputs = self._planInputs()
 
+    # --- background segmentation ------------------------------------------------------------------
+
+    def onSegmentButton(self) -> None:
+        node = self._parameterNode
+        self.ui.segmentationLogTextEdit.clear()
+        self.ui.segmentationProgressBar.value = 0
+        try:
+            with slicer.util.tryWithErrorDisplay("Cannot start the segmentation.", waitCursor=True):
+                self.logic.ensureDependencies(interactive=True)
+                self._job = self.logic.startSegmentation(node.preoperativeVolume, node.landmarksMarkups, node.device)
+        except Exception:  # shown by tryWithErrorDisplay
+            self._job = None
+            return
+        self._jobInputs = (node.preoperativeVolume, node.caseName)
+        self._appendLog(f"Started: {' '.join(self._job.runner.command[:4])} …")
+        self._pollTimer.start()
+        self._updateButtons()
+
+    def _appendLog(self, text: str) -> None:
+        self.ui.segmentationLogTextEdit.appendPlainText(text)
+
+    def _pollSegmentation(self) -> None:
+        """GUI timer: show the child's new lines and progress; when it has ended, make the nodes."""
+        job = self._job
+        if job is None:
+            self._pollTimer.stop()
+            return
+        for line in job.poll():
+            self._appendLog(line.text if line.stream == "stdout" else f"[stderr] {line.text}")
+        fraction, message = job.progress
+        self.ui.segmentationProgressBar.value = int(round(100 * fraction))
+        self.ui.segmentationProgressBar.format = f"%p%  {message}"
+        if job.result is None:
+            return
+        self._pollTimer.stop()
+        self._job = None
+        mriNode, caseName = self._jobInputs
+        try:
+            if job.result.succeeded:
+                with slicer.util.tryWithErrorDisplay("Failed to show the segmentation.", waitCursor=True):
+                    self._parameterNode.segmentation = self.logic.finishSegmentation(job, mriNode, caseName)
+                self._appendLog(f"Done in {job.result.duration_s:.0f} s.")
+            else:
+                self._appendLog(f"Segmentation {job.result.status}: {job.result.reason}")
+                if not job.result.cancelled:
+                    slicer.util.errorDisplay(f"Segmentation failed: {job.result.reason}")
+        finally:
+            job.cleanup()
+            self._updateButtons()
+
+    def onCancelButton(self) -> None:
+        job = self._job
+        if job is None:
+            return
+        self._pollTimer.stop()
+        job.cancel()  # kills the whole process tree and removes the scratch folder; no node was made
+        self._job = None
+        self.ui.segmentationProgressBar.value = 0
+        self.ui.segmentationProgressBar.format = "%p%"
+        self._appendLog("Cancelled: the scene is unchanged.")
+        self._updateButtons()
+
+    # --- planning ---------------------------------------------------------------------------------
+
+    def onPlanButton(self) -> None:
+        node = self._parameterNode
+        try:
+            with slicer.util.tryWithErrorDisplay("Failed to plan the case.", waitCursor=True):
+                self.logic.ensureDependencies(interactive=True, needsTorch=False)
+                plan = self.logic.planCase(
+                    node.preoperativeVolume, node.segmentation, node.landmarksMarkups, self.planSettings(), node.caseName
+                )
+        except Exception:  # shown by tryWithErrorDisplay
+            return
+        self._lastPlan = plan
+        self.ui.resultTextEdit.setPlainText(self.logic.casePlanText(plan))
+        self._updateButtons()
+
+    def planSettings(self) -> case_pipeline.PlanSettings:
+        node = self._parameterNode
+        custom = node.useCustomRatios and node.targetKind != "gpi"
+        return case_pipeline.PlanSettings(
+            target_kind=node.targetKind, mounting=node.mounting,
+            d_ratio=node.dRatio if custom else None, e_ratio=node.eRatio if custom else None,
+        )
+
 
 #
 # DBSTargetingLogic
@@ -240,13 +382,101 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 class DBSTargetingLogic(ScriptedLoadableModuleLogic):
-    """All processing, callable without the GUI (batch scripts, tests)."""
+    """All processing, callable without the GUI (batch scripts, tests). Qt-free work lives in
+    ``DBSTargetingLib.case_pipeline``; this class adds Slicer's scene, Python and dialogs."""
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
 
     def getParameterNode(self) -> DBSTargetingParameterNode:
         return DBSTargetingParameterNode(super().getParameterNode())
+
+    @staticmethod
+    def ensureDependencies(interactive: bool = True, needsTorch: bool = True) -> None:
+        """Check the Python packages; inside the GUI, offer to install missing pip packages (torch:
+        the PyTorch extension). Raises ``dependencies.MissingDependencies`` with a message for the user."""
+        dependencies.ensure_packages(
+            needs_torch=needsTorch, interactive=interactive,
+            confirm=slicer.util.confirmOkCancelDisplay if interactive else None,
+            pip_install=slicer.util.pip_install if interactive else None,
+        )
+
+    @staticmethod
+    def pythonExecutable() -> str:
+        """Slicer's own Python launcher for the child process (PythonSlicer), else this interpreter."""
+        return shutil.which("PythonSlicer") or sys.executable
+
+    @staticmethod
+    def landmarksFromMarkups(landmarksMarkups) -> Optional[dict]:
+        """``{"ac", "pc", "midline"}`` RAS points of a point list, or ``None`` (automatic localization)."""
+        if landmarksMarkups is None:
+            return None
+        return mrml_glue.landmarks_from_nodes([landmarksMarkups], required=("ac", "pc", "midline"))
+
+    def startSegmentation(self, mriNode, landmarksMarkups=None, device: str = "auto", command=None) -> SegmentationJob:
+        """Start segmenting ``mriNode`` in a child process and return the job at once (non-blocking):
+        poll it from a timer, then call :meth:`finishSegmentation`; or ``job.cancel()``."""
+        if mriNode is None:
+            raise DBSInputError("select the pre-operative MRI first")
+        job = SegmentationJob(
+            mrml_glue.volume_from_volume_node(mriNode), device=device,
+            landmarks_ras=self.landmarksFromMarkups(landmarksMarkups),
+            python_executable=self.pythonExecutable(), command=command,
+        )
+        logging.info("Segmenting '%s' in a child process (%s)", mriNode.GetName(), device)
+        return job.start()
+
+    def finishSegmentation(self, job: SegmentationJob, mriNode, caseName: str = "Case"):
+        """Segmentation node with surfaces and models from a succeeded job (scratch folder removed)."""
+        try:
+            labels, _report = job.outputs()
+        finally:
+            job.cleanup()
+        return case_pipeline.segmentation_to_scene(slicer.mrmlScene, caseName, labels, mriNode)
+
+    def segment(self, mriNode, landmarksMarkups=None, device: str = "auto", caseName: str = "Case",
+                onLine=None, command=None):
+        """Blocking segmentation (batch, tests): returns the segmentation node; raises on failure."""
+        job = self.startSegmentation(mriNode, landmarksMarkups, device, command=command)
+        try:
+            result = job.wait(on_line=onLine)
+            if not result.succeeded:
+                raise DBSInputError(f"segmentation {result.status}: {result.reason}")
+            return self.finishSegmentation(job, mriNode, caseName)
+        finally:
+            job.cleanup()
+
+    def planCase(self, mriNode, segmentationNode, landmarksMarkups, settings: case_pipeline.PlanSettings,
+                 caseName: str = "Case") -> dict:
+        """Plan from the segmentation (segments matched by name) and show the targets, trajectories and
+        coordinate table in the case folder. Returns the plan dict (as ``plan.json``)."""
+        from DBSTargetingLib.segmentation_nodes import labels_from_segmentation_node
+
+        if mriNode is None or segmentationNode is None:
+            raise DBSInputError("select the pre-operative MRI and a segmentation first")
+        labels = labels_from_segmentation_node(slicer.mrmlScene, segmentationNode, mriNode)
+        mri = None if landmarksMarkups is not None else mrml_glue.volume_from_volume_node(mriNode)
+        plan = case_pipeline.plan_dict(labels, self.landmarksFromMarkups(landmarksMarkups), settings, mri)
+        plan["mri"] = mriNode.GetName()
+        case_pipeline.plan_to_scene(slicer.mrmlScene, caseName, plan)
+        return plan
+
+    @staticmethod
+    def saveCase(plan: dict, outDir, caseName: str = "Case") -> dict:
+        """``plan.json`` and ``<case>.mrb`` (the whole scene) in ``outDir``."""
+        return case_pipeline.save_case(slicer.mrmlScene, plan, outDir, caseName)
+
+    @staticmethod
+    def casePlanText(plan: dict) -> str:
+        """Frame settings per planned side (as set on the frame), then the sides that failed."""
+        lines = []
+        for t in plan["trajectories"]:
+            x, y, z = t["set_target_leksell"]
+            lines.append(f"{t['name']}: X {x:.1f}  Y {y:.1f}  Z {z:.1f} mm, ring {t['set_ring_deg']:.1f}°, "
+                         f"arc {t['set_arc_deg']:.1f}° ({plan['mounting']}); direct-indirect {t['direct_to_indirect_mm']:.1f} mm")
+            lines += [f"  warning: {warning}" for warning in t["warnings"]]
+        lines += [f"{side.upper()} side not planned: {reason}" for side, reason in plan["failures"].items()]
+        return "\n".join(lines)
 
     def computeFramePlan(self, landmarksMarkups, trajectoryMarkups=None, mounting: str = MOUNTINGS[0], imageToFrame=None):
         """Frame plan (``DBSSegmentationLogic.frameplan.FramePlan``) from labelled points of one or two markups nodes.
@@ -316,6 +546,12 @@ class DBSTargetingTest(ScriptedLoadableModuleTest):
         self.test_VolumeGlueRoundTrip()
         self.setUp()
         self.test_ComputeButtonNeedsMarkups()
+        self.setUp()
+        self.test_ButtonsSayWhyTheyWait()
+        self.setUp()
+        self.test_CancelLeavesTheSceneAsItWas()
+        self.setUp()
+        self.test_PlanNodesInOneCaseFolder()
 
     def _pointList(self, points, name="points"):
         node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
@@ -400,4 +636,78 @@ class DBSTargetingTest(ScriptedLoadableModuleTest):
         # A moved point makes the shown settings stale: they are cleared
         parameterNode.landmarksMarkups.SetNthControlPointPosition(3, -13.0, -2.5, -4.0)
         self.assertEqual(widget.ui.resultTextEdit.toPlainText(), "")
+
+    def test_ButtonsSayWhyTheyWait(self):
+        self.delayDisplay("Buttons say why they wait")
+        widget = slicer.modules.dbstargeting.widgetRepresentation().self()
+        slicer.util.selectModule("DBSTargeting")
+        parameterNode = widget.logic.getParameterNode()
+        parameterNode.preoperativeVolume = None
+        parameterNode.segmentation = None
+        for button in (widget.ui.segmentButton, widget.ui.cancelButton, widget.ui.planButton, widget.ui.postopButton):
+            self.assertFalse(button.enabled)
+            self.assertTrue(button.toolTip)
+        self.assertIn("pre-operative MRI", widget.ui.segmentButton.toolTip)
+
+        parameterNode.preoperativeVolume = self._smallVolume()
+        self.assertTrue(widget.ui.segmentButton.enabled)
+        self.assertFalse(widget.ui.planButton.enabled)
+        self.assertIn("Segment the MRI first", widget.ui.planButton.toolTip)
+
+    def _smallVolume(self):
+        import numpy as np
+
+        from DBSSegmentationLogic.imageio import Volume
+
+        return mrml_glue.volume_node_from_volume(slicer.mrmlScene, Volume(np.zeros((8, 8, 8), np.float32), np.eye(4)), "MRI")
+
+    def test_CancelLeavesTheSceneAsItWas(self):
+        """A stand-in for the segment command (no network needed) that sleeps: cancel ends it within
+        2 s, adds no node and leaves no scratch folder."""
+        import tempfile
+        import time
+        from pathlib import Path
+
+        self.delayDisplay("Cancel leaves the scene as it was")
+        script = Path(tempfile.mkdtemp()) / "sleeper.py"
+        script.write_text("import time\nprint('PROGRESS 0.10 sleeping', flush=True)\ntime.sleep(60)\n")
+        logic = DBSTargetingLogic()
+        mri = self._smallVolume()
+        nodesBefore = slicer.mrmlScene.GetNumberOfNodes()
+
+        job = logic.startSegmentation(mri, command=[logic.pythonExecutable(), str(script)])
+        deadline = time.monotonic() + 30
+        while job.progress[0] < 0.1 and time.monotonic() < deadline:
+            job.poll()
+            slicer.app.processEvents()
+        started = time.monotonic()
+        job.cancel()
+        self.assertLess(time.monotonic() - started, 2.0)
+        self.assertTrue(job.result.cancelled)
+        self.assertFalse(job.scratch.exists())
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodesBefore)
+
+    def test_PlanNodesInOneCaseFolder(self):
+        from DBSTargetingLib import plan_nodes
+        from DBSTargetingLib.subject_hierarchy import folder_of
+
+        self.delayDisplay("Plan nodes in one case folder")
+        trajectory = {
+            "name": "L STN", "side": "left", "target_kind": "stn", "target_ras": [-12.0, -2.5, -4.0],
+            "target_acpc": [-12.0, -2.5, -4.0], "entry_ras": [-35.0, 20.0, 60.0], "entry_acpc": [-35.0, 20.0, 60.0],
+            "target_leksell": [112.0, 97.5, 104.0], "entry_leksell": [135.0, 120.0, 40.0], "ring_deg": 70.6,
+            "arc_deg": 110.2, "set_ring_deg": 70.5, "set_arc_deg": 110.0, "set_target_leksell": [112.0, 97.5, 104.0],
+        }
+        plan = {"mounting": "lateral-right", "trajectories": [trajectory], "failures": {},
+                "indirect": {"stn": {"left": {"acpc": [-12, -2.5, -4], "ras": [-12.0, -2.5, -4.0]}}},
+                "acpc": {"ac_ras": [0, 12.5, 0], "pc_ras": [0, -12.5, 0], "midline_ras": [0, 0, 40], "mcp_ras": [0, 0, 0]}}
+        nodes = case_pipeline.plan_to_scene(slicer.mrmlScene, "Test case", plan)
+        self.assertEqual(nodes["targets"].GetNthControlPointLabel(0), "L STN")
+        position = nodes["targets"].GetNthControlPointPositionWorld(0)
+        for got, expected in zip(position, trajectory["target_ras"]):
+            self.assertAlmostEqual(got, expected, delta=0.01)
+        self.assertEqual(nodes["trajectories"][0].GetName(), "L STN trajectory")
+        self.assertEqual(plan_nodes.table_rows(nodes["table"])[0]["Leksell X (mm)"], 112.0)
+        for node in (nodes["targets"], nodes["table"], *nodes["trajectories"]):
+            self.assertEqual(folder_of(slicer.mrmlScene, node), "Test case")
         self.delayDisplay("Test passed")

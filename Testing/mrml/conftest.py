@@ -24,10 +24,20 @@ class MrmlApp:
     the subject hierarchy logic keeps the hierarchy in step with added nodes, as the Slicer app does.
     """
 
-    def __init__(self):
+    def __init__(self, cache_dir=None):
+        import tempfile
+
         import slicer
 
         self.scene = slicer.vtkMRMLScene()
+        # Reading an .mrb unpacks it into the remote-IO cache folder, which the Slicer app provides.
+        self._cache_dir = tempfile.TemporaryDirectory(prefix="mrml-cache-") if cache_dir is None else None
+        cache = slicer.vtkCacheManager()
+        cache.SetRemoteCacheDirectory(str(cache_dir or self._cache_dir.name))
+        data_io = slicer.vtkDataIOManager()
+        data_io.SetCacheManager(cache)
+        self.scene.SetCacheManager(cache)
+        self.scene.SetDataIOManager(data_io)
         self.app_logic = slicer.vtkSlicerApplicationLogic()
         self.app_logic.SetMRMLScene(self.scene)
         color_logic = self.app_logic.GetColorLogic()
@@ -38,6 +48,9 @@ class MrmlApp:
             ("SubjectHierarchy", slicer.vtkSlicerSubjectHierarchyModuleLogic),
             ("Volumes", slicer.vtkSlicerVolumesLogic),
             ("Markups", slicer.vtkSlicerMarkupsLogic),
+            ("Segmentations", slicer.vtkSlicerSegmentationsModuleLogic),
+            ("Models", slicer.vtkSlicerModelsLogic),
+            ("Tables", slicer.vtkSlicerTablesLogic),
         ):
             logic = logic_class()
             logic.SetMRMLApplicationLogic(self.app_logic)
@@ -50,6 +63,8 @@ class MrmlApp:
             logic.SetMRMLScene(None)
         self.app_logic.SetMRMLScene(None)
         self.scene.Clear(1)
+        if self._cache_dir is not None:
+            self._cache_dir.cleanup()
 
 
 @pytest.fixture
@@ -57,3 +72,17 @@ def mrml():
     app = MrmlApp()
     yield app
     app.close()
+
+
+@pytest.fixture
+def make_mrml():
+    """Factory for further scenes (e.g. to reload a saved one into a fresh scene)."""
+    apps = []
+
+    def make():
+        apps.append(MrmlApp())
+        return apps[-1]
+
+    yield make
+    for app in apps:
+        app.close()

@@ -7,7 +7,8 @@
 #
 # Known to work (Linux x86_64, CPython 3.11, only PyPI reachable):
 #   slicer-core 5.13.31053.0 (cp311 manylinux_2_28 wheel, 43 MB) + vtk 9.6.2 (146 MB, pulled by slicer-core)
-#   numpy 2.4.6, SimpleITK 2.5.7, pytest 9.2.0
+#   numpy 2.4.6, SimpleITK 2.5.7, pytest 9.2.0; scipy 1.17.1 and scikit-image 0.26.0 for the planning
+#   logic that the module's case pipeline calls (Testing/mrml/test_case_pipeline.py)
 # A fresh environment (venv + about 250 MB of wheels + the editable install of this repository) took
 # about 30 s of wall time on a 2-core machine with a fast link (pip cache off); a reused one starts at
 # once, and the tests themselves take about 2-6 s.
@@ -25,6 +26,8 @@ PINS=(
   "vtk==9.6.2"
   "numpy==2.4.6"
   "SimpleITK==2.5.7"
+  "scipy==1.17.1"
+  "scikit-image==0.26.0"
   "pytest==9.2.0"
 )
 STAMP="$MRML_VENV/.dbs-mrml-pins"

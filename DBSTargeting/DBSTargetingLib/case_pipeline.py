@@ -1,0 +1,115 @@
+"""A case from inputs to results in a scene, without Qt: what the module logic and the batch script run.
+
+Steps, each usable alone: the MRI (a node) -> segmentation (a :class:`SegmentationJob` in a child
+process, or a given label map) -> segmentation node with surfaces and models -> plan dict (the same
+dict as ``dbs-plan plan`` writes to ``plan.json``) -> markups, lines and table -> ``plan.json`` and an
+``.mrb`` scene. Every node of a case goes into one subject-hierarchy folder named after the case.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from DBSSegmentationLogic.atomic import write_json_atomic
+from DBSSegmentationLogic.exceptions import DBSInputError
+from DBSSegmentationLogic.imageio import Volume
+
+from . import plan_nodes, scene_files, segmentation_nodes
+from .mrml_glue import volume_from_volume_node
+from .segmentation_job import SegmentationJob
+from .subject_hierarchy import case_folder, place_in_folder
+
+SEGMENTATION_NODE = "Structures"
+
+
+@dataclass
+class PlanSettings:
+    """The planning choices a user makes (names as in ``dbs-plan plan``)."""
+
+    target_kind: str = "stn"  # stn (Bejjani 20:2/20:1), psa (20:2/20:4) or gpi
+    mounting: str = "lateral-right"
+    level_mm: float = -4.0
+    d_ratio: Optional[float] = None  # custom Bejjani D/C, with e_ratio
+    e_ratio: Optional[float] = None
+    entries_ras: dict = field(default_factory=dict)  # side -> user entry point
+
+    def __post_init__(self):
+        if (self.d_ratio is None) != (self.e_ratio is None):
+            raise DBSInputError("give both the D and the E ratio, or neither (preset of the target)")
+
+
+def plan_dict(labels: Volume, landmarks_ras: Optional[dict], settings: PlanSettings, mri: Optional[Volume] = None) -> dict:
+    """The case plan (``plan.json`` content) from a label map and AC/PC/midline (``None``: found by
+    registration of ``mri`` to the template). Sides whose nuclei carry quality flags are blocked,
+    as in ``dbs-plan plan``."""
+    from DBSSegmentationLogic.acpc import AcpcSpace
+    from DBSSegmentationLogic.plan_command import blocked_sides
+    from DBSSegmentationLogic.planning import plan_case
+    from DBSSegmentationLogic.segmentation_quality import structure_quality
+
+    if landmarks_ras is None:
+        if mri is None:
+            raise DBSInputError("give AC, PC and the midline point, or the MRI to find them automatically")
+        from DBSSegmentationLogic.localization import register_to_template
+
+        located = register_to_template(mri)
+        landmarks_ras = {"ac": located.ac_ras, "pc": located.pc_ras, "midline": located.midline_ras}
+        source = "automatic (registration to the CIT168 template)"
+    else:
+        source = "user"
+    acpc = AcpcSpace.from_landmarks(landmarks_ras["ac"], landmarks_ras["pc"], landmarks_ras["midline"])
+    quality = [s.to_dict() for s in structure_quality(labels, acpc)]
+    plan = plan_case(
+        labels, acpc, settings.target_kind, mounting=settings.mounting, entries_ras=settings.entries_ras or None,
+        level_mm=settings.level_mm, d_ratio=settings.d_ratio, e_ratio=settings.e_ratio,
+        inadequate_sides=blocked_sides(quality, settings.target_kind),
+    ).to_dict()
+    plan.update({"landmark_source": source, "segmentation_quality": quality})
+    return plan
+
+
+def segmentation_to_scene(scene, case_name: str, labels: Volume, mri_node=None, show_3d: bool = True):
+    """Segmentation node "Structures" (named, coloured segments; closed surfaces and one model per
+    structure when ``show_3d``) in the case folder. Returns the segmentation node."""
+    folder = case_folder(scene, case_name)
+    node = segmentation_nodes.segmentation_node_from_labels(scene, labels, SEGMENTATION_NODE, mri_node)
+    place_in_folder(scene, node, folder)
+    if show_3d:
+        segmentation_nodes.show_closed_surfaces(node)
+        segmentation_nodes.export_models(scene, node, folder)
+    return node
+
+
+def plan_to_scene(scene, case_name: str, plan: dict) -> dict:
+    """Targets, indirect targets, landmarks, trajectory lines and the coordinate table in the case folder."""
+    return plan_nodes.plan_to_nodes(scene, plan, case_folder(scene, case_name))
+
+
+def run_segmentation(mri_node, device: str = "auto", landmarks_ras: Optional[dict] = None,
+                     on_line: Optional[Callable] = None, **job_options) -> Volume:
+    """Blocking segmentation of an MRI node in a child process; returns the label map (raises with the
+    child's one-line reason on failure). Leaves no file behind."""
+    job = SegmentationJob(volume_from_volume_node(mri_node), device=device, landmarks_ras=landmarks_ras, **job_options)
+    job.start()
+    try:
+        result = job.wait(on_line=on_line)
+        if not result.succeeded:
+            raise DBSInputError(f"segmentation {result.status}: {result.reason}")
+        labels, _report = job.outputs()
+        return labels
+    finally:
+        job.cleanup()
+
+
+def save_case(scene, plan: dict, out_dir, case_name: str) -> dict:
+    """``plan.json`` and ``<case>.mrb`` in ``out_dir`` (each written atomically). Returns their paths."""
+    out_dir = Path(out_dir)
+    plan_path = write_json_atomic(out_dir / "plan.json", plan)
+    scene_path = scene_files.save_mrb(scene, out_dir / f"{_file_name(case_name)}.mrb")
+    return {"plan": plan_path, "scene": scene_path}
+
+
+def _file_name(case_name: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in case_name).strip("._")
+    return cleaned or "case"

@@ -1,0 +1,106 @@
+"""DBS Targeting in Slicer batch mode: segment, plan, save the scene (.mrb) and plan.json.
+
+    Slicer --no-main-window --python-script dbs_batch.py -- \
+        --mri T1.nii.gz --out OUT_DIR [--labels LABELS.nii.gz] [--markups LANDMARKS.mrk.json] \
+        [--target stn|psa|gpi] [--d-ratio D --e-ratio E] [--mounting lateral-right|...] \
+        [--device auto|cpu|cuda] [--case NAME] [--postop-ct CT.nii.gz]
+
+Without --labels the MRI is segmented by the module's background process (blocking here); without
+--markups AC, PC and the midline point are found automatically. Writes OUT_DIR/plan.json and
+OUT_DIR/<case>.mrb (every node in one subject-hierarchy folder named after the case). No dialog ever
+opens. Exit codes as the command line's: 0 ok, 2 bad input, 3 internal failure.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERNAL_ERROR = 0, 2, 3
+
+
+def parse_arguments(argv):
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    parser = argparse.ArgumentParser(prog="dbs_batch.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mri", required=True, help="pre-operative MRI (NIfTI, NRRD, MHA or DICOM folder)")
+    parser.add_argument("--out", required=True, help="output folder (plan.json, <case>.mrb)")
+    parser.add_argument("--labels", help="label map with this module's codes: skips the segmentation")
+    parser.add_argument("--markups", help="points labelled AC, PC and midline (.mrk.json)")
+    parser.add_argument("--target", choices=("stn", "psa", "gpi"), default="stn")
+    parser.add_argument("--d-ratio", type=float, help="custom Bejjani D/C (with --e-ratio)")
+    parser.add_argument("--e-ratio", type=float, help="custom Bejjani E/C (with --d-ratio)")
+    parser.add_argument("--mounting", default="lateral-right",
+                        choices=("lateral-right", "lateral-left", "sagittal-anterior", "sagittal-posterior"))
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--case", default="Case", help="case name: folder in the scene and name of the .mrb")
+    parser.add_argument("--postop-ct", help="post-operative CT (electrode error; not available yet)")
+    return parser.parse_args(argv)
+
+
+def run(args, scene, logic, pipeline) -> int:
+    """The batch job on ``scene`` with the module logic; returns the exit code. No dialogs."""
+    import vtk
+
+    from DBSSegmentationLogic.exceptions import DBSInputError
+    from DBSSegmentationLogic.imageio import read_volume
+    from DBSSegmentationLogic.markups import read_markups_points
+    from DBSTargetingLib.mrml_glue import volume_node_from_volume
+    from DBSTargetingLib.subject_hierarchy import case_folder, place_in_folder
+
+    try:
+        if args.postop_ct:
+            raise DBSInputError("post-operative evaluation is not available in this version: leave out --postop-ct")
+        settings = pipeline.PlanSettings(target_kind=args.target, mounting=args.mounting,
+                                         d_ratio=args.d_ratio, e_ratio=args.e_ratio)
+        logic.ensureDependencies(interactive=False, needsTorch=not args.labels)
+        folder = case_folder(scene, args.case)
+        mri_node = volume_node_from_volume(scene, read_volume(args.mri), "MRI")
+        place_in_folder(scene, mri_node, folder)
+        landmarks_node = None
+        if args.markups:
+            landmarks_node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Landmarks")
+            for label, ras in read_markups_points(args.markups).items():
+                landmarks_node.AddControlPoint(vtk.vtkVector3d(*ras), label)
+            place_in_folder(scene, landmarks_node, folder)
+        if args.labels:
+            segmentation = pipeline.segmentation_to_scene(scene, args.case, read_volume(args.labels), mri_node)
+        else:
+            segmentation = logic.segment(mri_node, landmarks_node, args.device, args.case,
+                                         onLine=lambda line: print(line.text, flush=True))
+        plan = logic.planCase(mri_node, segmentation, landmarks_node, settings, args.case)
+        plan["mri"] = str(args.mri)
+        paths = logic.saveCase(plan, args.out, args.case)
+        print(logic.casePlanText(plan), flush=True)
+        print(f"Plan: {paths['plan']}\nScene: {paths['scene']}", flush=True)
+        return EXIT_OK
+    except DBSInputError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return EXIT_BAD_INPUT
+    except Exception as error:  # noqa: BLE001 - a batch run must end with a code and one line
+        traceback.print_exc()
+        print(f"internal error: {type(error).__name__}: {error}".splitlines()[0], file=sys.stderr, flush=True)
+        return EXIT_INTERNAL_ERROR
+
+
+def main(argv) -> int:
+    try:
+        args = parse_arguments(argv)
+    except SystemExit as stop:  # argparse: --help or bad options
+        return EXIT_OK if stop.code == 0 else EXIT_BAD_INPUT
+    import slicer
+
+    import DBSTargeting  # the module's own file, on the path once Slicer loaded the module
+    from DBSTargetingLib import case_pipeline
+
+    return run(args, slicer.mrmlScene, DBSTargeting.DBSTargetingLogic(), case_pipeline)
+
+
+if __name__ == "__main__":
+    code = main(sys.argv[1:])
+    try:
+        import slicer
+
+        slicer.util.exit(code)  # ends Slicer with the code (the script runs inside the app)
+    except (ImportError, AttributeError):
+        sys.exit(code)
