@@ -51,17 +51,41 @@ def _grid_points_phantom(shape_kji, ijk_to_phantom: np.ndarray) -> np.ndarray:
     return ijk @ ijk_to_phantom[:3, :3].T.astype(np.float32) + ijk_to_phantom[:3, 3].astype(np.float32)
 
 
-def _head_phantom(points: np.ndarray) -> np.ndarray:
+AIR, SKIN, SKULL, BRAIN, CSF = range(5)
+#: Intensity of each tissue class: CT in HU, and a T1-like MRI (arbitrary units).
+CT_TISSUE_VALUES = np.array([AIR_HU, SKIN_HU, SKULL_HU, BRAIN_HU, CSF_HU], np.float32)
+MRI_TISSUE_VALUES = np.array([0.0, 140.0, 15.0, 100.0, 30.0], np.float32)
+
+
+def _head_tissues(points: np.ndarray) -> np.ndarray:
+    """Tissue class of each phantom point: air, skin, skull, brain or CSF (lateral ventricles)."""
     radius = np.sqrt(((points / HEAD_SEMI_AXES_MM.astype(np.float32)) ** 2).sum(-1))  # 1 on the outer surface
     mean_axis = float(HEAD_SEMI_AXES_MM.mean())
-    image = np.full(points.shape[:-1], AIR_HU, np.float32)
-    image[radius <= 1.0] = SKIN_HU
-    image[radius <= 1.0 - SKIN_MM / mean_axis] = SKULL_HU
-    image[radius <= 1.0 - (SKIN_MM + SKULL_MM) / mean_axis] = BRAIN_HU
+    tissues = np.full(points.shape[:-1], AIR, np.uint8)
+    tissues[radius <= 1.0] = SKIN
+    tissues[radius <= 1.0 - SKIN_MM / mean_axis] = SKULL
+    tissues[radius <= 1.0 - (SKIN_MM + SKULL_MM) / mean_axis] = BRAIN
     for centre in ((-8.0, 2.0, 12.0), (8.0, 2.0, 12.0)):  # lateral ventricles
         inside = (((points - np.array(centre, np.float32)) / np.array([5.0, 22.0, 8.0], np.float32)) ** 2).sum(-1) <= 1
-        image[inside] = CSF_HU
-    return image
+        tissues[inside] = CSF
+    return tissues
+
+
+def _head_phantom(points: np.ndarray) -> np.ndarray:
+    return CT_TISSUE_VALUES[_head_tissues(points)]
+
+
+def make_phantom_mri(spacing_mm: float = 1.0, field_of_view_mm=(150.0, 180.0, 160.0), noise: float = 3.0,
+                     seed: int = 0) -> Volume:
+    """A T1-like MRI of the same phantom head, in phantom space (for fusion tests and the demo)."""
+    shape_ijk = np.round(np.array(field_of_view_mm) / spacing_mm).astype(int)
+    ijk_to_phantom = np.eye(4)
+    ijk_to_phantom[:3, :3] = np.eye(3) * spacing_mm
+    ijk_to_phantom[:3, 3] = -np.array(field_of_view_mm) / 2 + spacing_mm / 2
+    points = _grid_points_phantom(tuple(shape_ijk[::-1]), ijk_to_phantom)
+    image = ndimage.gaussian_filter(MRI_TISSUE_VALUES[_head_tissues(points)], 0.7)
+    image += np.random.default_rng(seed).normal(0.0, noise, image.shape).astype(np.float32)
+    return Volume(np.clip(image, 0, None).astype(np.float32), ijk_to_phantom)
 
 
 def _lead_intensity(points: np.ndarray, tip: np.ndarray, direction: np.ndarray, model_name: str, length_mm: float) -> np.ndarray:
