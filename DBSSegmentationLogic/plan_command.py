@@ -23,26 +23,12 @@ from .frame import MOUNTINGS, TRANSFORM_FILE_CONVENTIONS, read_image_to_frame_tr
 from .imageio import read_volume, write_volume
 from .markups import write_markups_points
 from .planning import (
-    DEFAULT_CORONAL_ANGLE_DEG, DEFAULT_ENTRY_DISTANCE_MM, DEFAULT_SAGITTAL_ANGLE_DEG, TARGET_KINDS, plan_case,
+    DEFAULT_CORONAL_ANGLE_DEG, DEFAULT_ENTRY_DISTANCE_MM, DEFAULT_SAGITTAL_ANGLE_DEG, TARGET_KINDS, plan_with_quality,
 )
-
-#: Nuclei whose quality flags block automatic targeting of a side, per target.
-NUCLEI_FOR_TARGET = {"stn": ("RN", "STN"), "psa": ("RN", "STN"), "gpi": ("GPi",)}
 
 
 def progress(fraction: float, message: str) -> None:
     print(f"PROGRESS {fraction:.2f} {message}", flush=True)
-
-
-def blocked_sides(quality: list, target_kind: str) -> dict:
-    """Sides whose segmentation of the nuclei this target depends on carries a quality flag."""
-    blocked = {}
-    for structure in quality:
-        nucleus, side = structure["name"].split("_")
-        if nucleus in NUCLEI_FOR_TARGET[target_kind] and structure["flags"]:
-            reason = f"{structure['name']} {', '.join(structure['flags'])}"
-            blocked[side] = f"{blocked[side]}; {reason}" if side in blocked else reason
-    return blocked
 
 
 def run_plan(args) -> int:
@@ -87,20 +73,16 @@ def run_plan(args) -> int:
         user_landmarks = [segmented.localization.ac_ras, segmented.localization.pc_ras, segmented.localization.midline_ras]
     acpc = AcpcSpace.from_landmarks(*user_landmarks)
 
-    from .segmentation_quality import structure_quality
-
-    quality = [s.to_dict() for s in structure_quality(labels, acpc)]
     frame = read_image_to_frame_transform(args.image_to_frame, args.transform_file_maps) if args.image_to_frame else None
     progress(0.65, f"planning {args.target.upper()} targets")
-    plan = plan_case(
+    plan_dict = plan_with_quality(
         labels, acpc, args.target, mounting=args.mounting, frame=frame, entries_ras=entries,
         sagittal_angle_deg=args.sagittal_angle, coronal_angle_deg=args.coronal_angle,
         entry_distance_mm=args.entry_distance, level_mm=args.level, d_ratio=args.d_ratio, e_ratio=args.e_ratio,
-        inadequate_sides=blocked_sides(quality, args.target),
     )
-    plan_dict = plan.to_dict()
+    quality = plan_dict["segmentation_quality"]
     plan_dict.update({"mri": str(args.mri), "labels": str(args.labels) if args.labels else "segmented by this run",
-                      "landmark_source": landmark_source, "segmentation_quality": quality})
+                      "landmark_source": landmark_source})
 
     from . import report
 

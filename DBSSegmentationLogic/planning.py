@@ -30,6 +30,8 @@ DEFAULT_ENTRY_DISTANCE_MM = 70.0
 TRAJECTORY_STEP_MM = 0.25
 #: The indirect target each direct target is compared with.
 MATCHING_INDIRECT = {"stn": "stn", "psa": "stn", "gpi": "gpi"}
+#: Nuclei whose quality flags block automatic targeting of a side, per target.
+NUCLEI_FOR_TARGET = {"stn": ("RN", "STN"), "psa": ("RN", "STN"), "gpi": ("GPi",)}
 #: Structures a trajectory to each target may pass through (same side); any other crossing is warned.
 ALLOWED_CROSSINGS = {"stn": ("STN",), "psa": ("STN",), "gpi": ("GPi", "GPe")}
 
@@ -217,3 +219,24 @@ def plan_case(
         "mcp_ras": acpc.mcp_ras.tolist(), "acpc_length_mm": acpc.acpc_length_mm,
     }
     return CasePlan(target_kind, mounting, frame.description, acpc_summary, direct, indirect, trajectories, failures)
+
+
+def blocked_sides(quality: list, target_kind: str) -> dict:
+    """Sides whose segmentation of the nuclei this target depends on carries a quality flag."""
+    blocked = {}
+    for structure in quality:
+        nucleus, side = structure["name"].split("_")
+        if nucleus in NUCLEI_FOR_TARGET[target_kind] and structure["flags"]:
+            reason = f"{structure['name']} {', '.join(structure['flags'])}"
+            blocked[side] = f"{blocked[side]}; {reason}" if side in blocked else reason
+    return blocked
+
+
+def plan_with_quality(labels: Volume, acpc: AcpcSpace, target_kind: str = "stn", **plan_options) -> dict:
+    """Quality-check the label map, block the sides it flags, plan the rest: the ``plan.json`` content
+    (with ``segmentation_quality``). ``plan_options`` go to :func:`plan_case`."""
+    from .segmentation_quality import structure_quality
+
+    quality = [s.to_dict() for s in structure_quality(labels, acpc)]
+    plan = plan_case(labels, acpc, target_kind, inadequate_sides=blocked_sides(quality, target_kind), **plan_options)
+    return {**plan.to_dict(), "segmentation_quality": quality}

@@ -44,9 +44,7 @@ def plan_dict(labels: Volume, landmarks_ras: Optional[dict], settings: PlanSetti
     registration of ``mri`` to the template). Sides whose nuclei carry quality flags are blocked,
     as in ``dbs-plan plan``."""
     from DBSSegmentationLogic.acpc import AcpcSpace
-    from DBSSegmentationLogic.plan_command import blocked_sides
-    from DBSSegmentationLogic.planning import plan_case
-    from DBSSegmentationLogic.segmentation_quality import structure_quality
+    from DBSSegmentationLogic.planning import plan_with_quality
 
     if landmarks_ras is None:
         if mri is None:
@@ -59,13 +57,11 @@ def plan_dict(labels: Volume, landmarks_ras: Optional[dict], settings: PlanSetti
     else:
         source = "user"
     acpc = AcpcSpace.from_landmarks(landmarks_ras["ac"], landmarks_ras["pc"], landmarks_ras["midline"])
-    quality = [s.to_dict() for s in structure_quality(labels, acpc)]
-    plan = plan_case(
+    plan = plan_with_quality(
         labels, acpc, settings.target_kind, mounting=settings.mounting, entries_ras=settings.entries_ras or None,
         level_mm=settings.level_mm, d_ratio=settings.d_ratio, e_ratio=settings.e_ratio,
-        inadequate_sides=blocked_sides(quality, settings.target_kind),
-    ).to_dict()
-    plan.update({"landmark_source": source, "segmentation_quality": quality})
+    )
+    plan["landmark_source"] = source
     return plan
 
 
