@@ -12,7 +12,6 @@ cut at 0.5, so the construction does not move in whole voxels.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
