@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from . import __version__, plan_command
+from . import __version__, plan_command, segment_command
 from .atomic import write_json_atomic
 from .acpc import AcpcSpace
 from .exceptions import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_INTERNAL_ERROR, EXIT_OK, DBSInputError
@@ -163,21 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers.required = True
     add_frame_parser(subparsers)
     plan_command.register(subparsers)
-    for register in _optional_subcommands():
-        register(subparsers)
+    segment_command.register(subparsers)
     return parser
-
-
-def _optional_subcommands():
-    """Subcommands living in their own modules (each exposes ``register(subparsers)``)."""
-    registrars = []
-    try:
-        from . import segment_command
-    except ImportError:
-        pass
-    else:
-        registrars.append(segment_command.register)
-    return registrars
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -6,6 +6,8 @@ a voxel index ``(i, j, k, 1)`` to RAS. SimpleITK works in LPS; the conversion ha
 """
 from __future__ import annotations
 
+import gzip
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,10 +136,35 @@ def read_sitk_image(path) -> sitk.Image:
             return _read_dicom_series(path)
         if path.stat().st_size == 0:
             raise DBSInputError(f"image file is empty: {path}")
-        return sitk.ReadImage(str(path))
+        image = sitk.ReadImage(str(path))
+        if _suffix(path) in (".nii", ".nii.gz"):
+            _refuse_nifti_non_finite(path)
+        return image
     except RuntimeError as error:  # SimpleITK reports unreadable files as RuntimeError
         first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown reason"
         raise DBSInputError(f"cannot read image {path}: {first_line}") from None
+
+
+def _refuse_nifti_non_finite(path: Path) -> None:
+    """ITK's NIfTI reader silently turns NaN voxels into 0; check the stored floats ourselves."""
+    opener = gzip.open if _suffix(path) == ".nii.gz" else open
+    with opener(path, "rb") as handle:
+        header = handle.read(348)
+        if len(header) < 348:
+            return
+        endian = "<" if struct.unpack("<i", header[:4])[0] == 348 else ">"
+        datatype = struct.unpack(endian + "h", header[70:72])[0]
+        dtype = {16: "f4", 64: "f8"}.get(datatype)  # NIFTI_TYPE_FLOAT32, NIFTI_TYPE_FLOAT64
+        if dtype is None:
+            return  # integer data cannot hold NaN
+        vox_offset = int(struct.unpack(endian + "f", header[108:112])[0])
+        handle.read(max(0, vox_offset - 348))
+        bad = 0
+        while chunk := handle.read(1 << 24):
+            values = np.frombuffer(chunk[: len(chunk) // int(dtype[1]) * int(dtype[1])], endian + dtype)
+            bad += int(np.count_nonzero(~np.isfinite(values)))
+    if bad:
+        raise DBSInputError(f"the image contains {bad} NaN or infinite voxels: {path}")
 
 
 def read_volume(path) -> Volume:

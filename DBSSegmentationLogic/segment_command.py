@@ -1,0 +1,122 @@
+"""``segment`` subcommand: the background process of DESIGN section 7.
+
+    python -m DBSSegmentationLogic segment --input IMG --output LABELS.nii.gz \
+        [--ac R A S --pc R A S --midline R A S] [--device auto|cpu|cuda] [--json OUT.json] [--color-table OUT.txt]
+
+Prints ``PROGRESS <fraction> <step>`` lines on stdout (flushed). Writes the label map on the input's
+own grid, the colour table (code name R G B A) and a JSON report (per structure: volume, centroid in
+RAS and AC-PC, quality flags; localization; timings). Every output is written to a temporary name
+and renamed at the end; on failure or cancel, none is left behind.
+
+Exit codes: 0 ok, 2 bad input (one line on stderr), 3 internal failure, 130 cancelled (SIGINT/SIGTERM).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import labels as label_codes
+from .atomic import atomic_output, write_json_atomic
+from .exceptions import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_INTERNAL_ERROR, EXIT_OK, DBSInputError
+from .imageio import read_volume, write_volume
+
+
+def progress(fraction: float, message: str) -> None:
+    print(f"PROGRESS {fraction:.2f} {message}", flush=True)
+
+
+def _default_path(labels_path: Path, suffix: str) -> Path:
+    name = labels_path.name
+    for ending in (".nii.gz", ".nii", ".nrrd", ".mha"):
+        if name.lower().endswith(ending):
+            name = name[: -len(ending)]
+            break
+    return labels_path.with_name(name + suffix)
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def run(args) -> int:
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    written: list[Path] = []
+    try:
+        import torch  # deferred: `frame` and other commands do not need torch
+
+        from . import segmentation
+
+        torch.set_num_threads(max(1, min(os.cpu_count() or 1, args.threads)))
+        started = time.perf_counter()
+        output = Path(args.output)
+        json_path = Path(args.json) if args.json else _default_path(output, ".json")
+        table_path = Path(args.color_table) if args.color_table else _default_path(output, "_colors.txt")
+        landmarks = [args.ac, args.pc, args.midline]
+        if any(p is not None for p in landmarks) and not all(p is not None for p in landmarks):
+            raise DBSInputError("give all three of --ac, --pc and --midline, or none (automatic localization)")
+        progress(0.00, "reading")
+        volume = read_volume(args.input)
+        progress(0.05, "loading model")
+        model = segmentation.load_model(device=args.device)
+        result = segmentation.segment(volume, model, *(np.array(p) if p else None for p in landmarks),
+                                      progress=progress)
+        progress(0.90, "writing")
+        write_volume(result.labels, output)
+        written.append(output)
+        with atomic_output(table_path, ".txt") as temporary:
+            temporary.write_text("\n".join(label_codes.colour_table_lines()) + "\n")
+        written.append(table_path)
+        report = result.to_dict()
+        report["input"] = str(args.input)
+        report["outputs"] = {"labels": str(output), "color_table": str(table_path), "json": str(json_path)}
+        report["timings_s"]["command_total"] = round(time.perf_counter() - started, 3)
+        write_json_atomic(json_path, report)
+        written.append(json_path)
+        for structure in result.structures:
+            flags = ", ".join(structure.flags) if structure.flags else "ok"
+            print(f"{structure.name:10s} {structure.volume_mm3:8.1f} mm3  {flags}")
+        progress(1.00, "done")
+        return EXIT_OK
+    except DBSInputError as error:
+        _remove(written)
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        _remove(written)
+        print("cancelled", file=sys.stderr, flush=True)
+        return EXIT_CANCELLED
+    except Exception as error:  # noqa: BLE001 - the background process must always answer with one line
+        _remove(written)
+        print(f"internal error: {type(error).__name__}: {error}".splitlines()[0], file=sys.stderr, flush=True)
+        return EXIT_INTERNAL_ERROR
+
+
+def _remove(paths) -> None:
+    for path in paths:
+        try:
+            Path(path).unlink()
+        except FileNotFoundError:
+            pass
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "segment", help="segment STN, RN, SN, GPi and GPe (left and right) on an MRI",
+        description="Segment the left and right STN, RN, SN, GPi and GPe on a T1w/T2w/T2*/SWI/QSM image. "
+        "Without --ac/--pc/--midline the basal ganglia are found by registration to the CIT168 template.",
+    )
+    parser.add_argument("--input", required=True, help="input image (NIfTI, NRRD, MHA, or a DICOM folder)")
+    parser.add_argument("--output", required=True, help="output label map (.nii.gz, .nii, .nrrd, .mha)")
+    for name, text in (("ac", "anterior commissure"), ("pc", "posterior commissure"),
+                       ("midline", "a midline point above the AC-PC line")):
+        parser.add_argument(f"--{name}", nargs=3, type=float, metavar=("R", "A", "S"), help=f"{text} (RAS mm)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for the network (default 2)")
+    parser.add_argument("--json", help="report path (default: beside the labels, .json)")
+    parser.add_argument("--color-table", help="colour table path (default: beside the labels, _colors.txt)")
+    parser.set_defaults(handler=run)
