@@ -182,13 +182,29 @@ class SegmentationResult:
                 "model": self.model}
 
 
+def predict_roi(model: LoadedModel, image: torch.Tensor, in_channels: int, mirror: bool = True) -> np.ndarray:
+    """ROI label map from the network. With ``mirror`` the left-right flipped ROI is segmented too
+    (the network was trained with that flip and swapped side codes) and the two probability maps
+    are averaged, which evens out side-specific errors."""
+    with torch.no_grad():
+        probabilities = torch.softmax(model.network(network_input(image, in_channels).to(model.device)), dim=1)
+        if mirror:
+            flipped = torch.flip(image, dims=[2])
+            flipped_probabilities = torch.softmax(
+                model.network(network_input(flipped, in_channels).to(model.device)), dim=1)
+            swap_sides = torch.from_numpy(label_codes.mirror_lookup()).to(model.device)
+            probabilities = 0.5 * (probabilities + torch.flip(flipped_probabilities, dims=[4])[:, swap_sides])
+    return probabilities.argmax(1)[0].cpu().numpy().astype(np.uint8)
+
+
 def _no_progress(fraction: float, message: str) -> None:
     pass
 
 
 def segment(volume: Volume, model: LoadedModel, ac_ras=None, pc_ras=None, midline_ras=None,
-            progress: ProgressCallback = _no_progress) -> SegmentationResult:
-    """Segment the ten structures; labels come back on the input's own grid."""
+            progress: ProgressCallback = _no_progress, mirror: bool = True) -> SegmentationResult:
+    """Segment the ten structures; labels come back on the input's own grid. ``mirror``: average with
+    the left-right flipped ROI (see :func:`predict_roi`)."""
     timings = {}
     started = time.perf_counter()
     localization_module.check_image_content(volume)
@@ -219,9 +235,7 @@ def segment(volume: Volume, model: LoadedModel, ac_ras=None, pc_ras=None, midlin
     step = time.perf_counter()
     image = normalize_intensity(torch.from_numpy(roi))
     in_channels = model.manifest["architecture"].get("in_channels", 1)
-    with torch.no_grad():
-        logits = model.network(network_input(image, in_channels).to(model.device))
-    labels_roi = logits.argmax(1)[0].cpu().numpy().astype(np.uint8)
+    labels_roi = predict_roi(model, image, in_channels, mirror)
     timings["network"] = time.perf_counter() - step
 
     progress(0.80, "post-processing")
