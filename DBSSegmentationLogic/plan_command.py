@@ -50,16 +50,17 @@ def run_plan(args) -> int:
 
     segmented = None
     if args.labels:
+        from . import localization
+
         progress(0.10, "reading the label map")
         labels = read_volume(args.labels)
         if user_landmarks is None:
-            from .localization import register_to_template
-
             progress(0.20, "finding AC, PC and the midline (registration to the template)")
-            located = register_to_template(mri)
+            located = localization.register_to_template(mri)
             user_landmarks = [located.ac_ras, located.pc_ras, located.midline_ras]
             landmark_source = "automatic (registration to the CIT168 template)"
         else:
+            located = localization.from_user_landmarks(*user_landmarks)
             landmark_source = "user"
     else:
         from . import segmentation
@@ -69,6 +70,7 @@ def run_plan(args) -> int:
         segmented = segmentation.segment(mri, model, *(user_landmarks or (None, None, None)),
                                          progress=lambda f, m: progress(0.10 + 0.5 * f, m))
         labels = segmented.labels
+        located = segmented.localization
         landmark_source = "user" if user_landmarks else "automatic (registration to the CIT168 template)"
         user_landmarks = [segmented.localization.ac_ras, segmented.localization.pc_ras, segmented.localization.midline_ras]
     acpc = AcpcSpace.from_landmarks(*user_landmarks)
@@ -79,10 +81,11 @@ def run_plan(args) -> int:
         labels, acpc, args.target, mounting=args.mounting, frame=frame, entries_ras=entries,
         sagittal_angle_deg=args.sagittal_angle, coronal_angle_deg=args.coronal_angle,
         entry_distance_mm=args.entry_distance, level_mm=args.level, d_ratio=args.d_ratio, e_ratio=args.e_ratio,
+        template_to_image_ras=located.template_to_input_ras,
     )
     quality = plan_dict["segmentation_quality"]
     plan_dict.update({"mri": str(args.mri), "labels": str(args.labels) if args.labels else "segmented by this run",
-                      "landmark_source": landmark_source})
+                      "landmark_source": landmark_source, "localization": located.to_dict()})
 
     from . import report
 

@@ -28,6 +28,8 @@ DEFAULT_CORONAL_ANGLE_DEG = 15.0
 DEFAULT_ENTRY_DISTANCE_MM = 70.0
 #: Sampling step along a trajectory when looking for the structures it passes.
 TRAJECTORY_STEP_MM = 0.25
+#: Name of the caudate in distances and warnings: it comes from the CIT168 atlas, not the segmentation.
+CAUDATE_ATLAS_NAME = "caudate (atlas estimate)"
 #: The indirect target each direct target is compared with.
 MATCHING_INDIRECT = {"stn": "stn", "psa": "stn", "gpi": "gpi"}
 #: Nuclei whose quality flags block automatic targeting of a side, per target.
@@ -118,29 +120,54 @@ def approach_direction_acpc(side: str, sagittal_angle_deg: float, coronal_angle_
     return vector / np.linalg.norm(vector)
 
 
+def _distance_to_segment(points_ras: np.ndarray, trajectory: Trajectory) -> float:
+    """Smallest distance (mm) from any of the points to the entry-target segment."""
+    relative = points_ras - trajectory.entry_ras
+    along = np.clip(relative @ trajectory.insertion_direction_ras, 0.0, trajectory.length_mm)
+    nearest = trajectory.entry_ras + along[:, None] * trajectory.insertion_direction_ras
+    return float(np.linalg.norm(points_ras - nearest, axis=1).min())
+
+
+def _codes_along(trajectory: Trajectory, volume: Volume, ras_to_volume_ras: Optional[np.ndarray] = None) -> np.ndarray:
+    """Values of ``volume`` (nearest voxel) at points every TRAJECTORY_STEP_MM from the entry to the target;
+    ``ras_to_volume_ras`` maps the trajectory's space into the volume's when they differ."""
+    depths = np.arange(0.0, trajectory.length_mm + 1e-9, TRAJECTORY_STEP_MM)
+    points = trajectory.entry_ras + depths[:, None] * trajectory.insertion_direction_ras
+    if ras_to_volume_ras is not None:
+        points = points @ ras_to_volume_ras[:3, :3].T + ras_to_volume_ras[:3, 3]
+    ijk = np.rint(volume.ras_to_ijk_points(points)).astype(int)
+    inside = np.all((ijk >= 0) & (ijk < np.array(volume.shape_ijk)), axis=1)
+    return volume.array[ijk[inside, 2], ijk[inside, 1], ijk[inside, 0]]
+
+
 def structures_along(trajectory: Trajectory, labels: Volume) -> tuple[dict, list]:
     """Closest distance (mm, voxel centres) from the segment to every segmented structure, and the
     structures whose voxels the segment passes through, in order from the entry."""
     distances = {}
     for structure in STRUCTURES:
         voxels = np.argwhere(labels.array == structure.code)
-        if len(voxels) == 0:
-            continue
-        points = labels.ijk_to_ras_points(voxels[:, ::-1])
-        relative = points - trajectory.entry_ras
-        along = np.clip(relative @ trajectory.insertion_direction_ras, 0.0, trajectory.length_mm)
-        nearest = trajectory.entry_ras + along[:, None] * trajectory.insertion_direction_ras
-        distances[structure.name] = float(np.linalg.norm(points - nearest, axis=1).min())
-    depths = np.arange(0.0, trajectory.length_mm + 1e-9, TRAJECTORY_STEP_MM)
-    ijk = np.rint(labels.ras_to_ijk_points(trajectory.entry_ras + depths[:, None] * trajectory.insertion_direction_ras)).astype(int)
-    shape_ijk = np.array(labels.shape_ijk)
-    inside = np.all((ijk >= 0) & (ijk < shape_ijk), axis=1)
-    codes = labels.array[ijk[inside, 2], ijk[inside, 1], ijk[inside, 0]]
+        if len(voxels):
+            distances[structure.name] = _distance_to_segment(labels.ijk_to_ras_points(voxels[:, ::-1]), trajectory)
     crossed = []
-    for code in codes:
+    for code in _codes_along(trajectory, labels):
         if code and BY_CODE.get(int(code)) and BY_CODE[int(code)].name not in crossed:
             crossed.append(BY_CODE[int(code)].name)
     return distances, crossed
+
+
+def atlas_caudate_along(trajectory: Trajectory, template_to_image_ras: np.ndarray) -> tuple[float, bool]:
+    """Closest distance (mm) from the segment to the CIT168 caudate carried into the image by the
+    localization's template-to-image map, and whether the segment passes through it. An atlas
+    estimate (the caudate is not segmented): it can be off by the registration's error."""
+    from .template import SHIPPED_CAUDATE
+    from .imageio import read_volume
+
+    caudate = read_volume(SHIPPED_CAUDATE)
+    voxels = np.argwhere(caudate.array > 0)
+    points = caudate.ijk_to_ras_points(voxels[:, ::-1])
+    points_image = points @ template_to_image_ras[:3, :3].T + template_to_image_ras[:3, 3]
+    crossed = bool(np.any(_codes_along(trajectory, caudate, np.linalg.inv(template_to_image_ras)) > 0))
+    return _distance_to_segment(points_image, trajectory), crossed
 
 
 def plan_case(
@@ -157,9 +184,11 @@ def plan_case(
     d_ratio: Optional[float] = None,
     e_ratio: Optional[float] = None,
     inadequate_sides: Optional[dict] = None,
+    template_to_image_ras: Optional[np.ndarray] = None,
 ) -> CasePlan:
     """Plan both sides. ``entries_ras`` maps a side to a user-given entry point (else the approach
-    angles are used); ``inadequate_sides`` maps a side to the quality flag that blocks it."""
+    angles are used); ``inadequate_sides`` maps a side to the quality flag that blocks it;
+    ``template_to_image_ras`` (the localization's map) enables the atlas caudate check."""
     if target_kind not in TARGET_KINDS:
         raise DBSInputError(f"unknown target '{target_kind}': use one of {', '.join(TARGET_KINDS)}")
     if not entry_distance_mm > 0:
@@ -202,6 +231,12 @@ def plan_case(
         entry_side = describe_acpc_point(acpc.to_acpc(entry_ras))["side"]
         if entry_side != side:
             warnings.append(f"entry point lies in the {entry_side} hemisphere for a {side} target")
+        if template_to_image_ras is not None:
+            caudate_mm, caudate_crossed = atlas_caudate_along(trajectory, np.asarray(template_to_image_ras, float))
+            distances[CAUDATE_ATLAS_NAME] = caudate_mm
+            if caudate_crossed:
+                crossed.append(CAUDATE_ATLAS_NAME)
+                warnings.append(f"trajectory passes through the {CAUDATE_ATLAS_NAME}")
         trajectories.append(TrajectoryPlan(
             name=f"{side[0].upper()} {target_kind.upper()}", side=side, target_kind=target_kind,
             target_ras=target_ras.tolist(), target_acpc=acpc.to_acpc(target_ras).tolist(),

@@ -40,6 +40,8 @@ SHIPPED_TEMPLATE_MASK = TEMPLATE_DIR / "cit168_brainmask_2mm.nii.gz"
 SHIPPED_LANDMARKS = TEMPLATE_DIR / "cit168_landmarks.json"
 #: CIT168 hard labels in our codes (labels.py), 1 mm, cropped to the ROI + 8 mm.
 SHIPPED_STRUCTURES = TEMPLATE_DIR / "cit168_structures_1mm_roi.nii.gz"
+#: CIT168 caudate (1 left, 2 right), 1 mm, for the trajectory check of planning (scripts/make_template_resources.py).
+SHIPPED_CAUDATE = TEMPLATE_DIR / "cit168_caudate_1mm.nii.gz"
 #: Gaussian smoothing of each structure mask for the atlas prior channels.
 PRIOR_SIGMA_MM = 1.5
 

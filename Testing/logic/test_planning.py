@@ -8,6 +8,7 @@ from DBSSegmentationLogic.frame import FrameSpace, direction_from_ring_arc
 from DBSSegmentationLogic.imageio import Volume
 from DBSSegmentationLogic.labels import BY_NAME
 from DBSSegmentationLogic.planning import plan_case
+from DBSSegmentationLogic.trajectory import Trajectory
 
 from geometry_strategies import rotation_matrix
 from test_targets_bejjani import POSES, make_case
@@ -88,3 +89,35 @@ def test_gpi_target_is_the_posteroventral_quarter_centroid():
         expected = [sign * 19.75, 4.25 - 3.0, -2.75 - 1.75]
         assert trajectory.target_acpc == pytest.approx(expected, abs=0.3)
         assert trajectory.target_acpc[0] * sign > 0
+
+
+# --------------------------------------------------------------------------- atlas caudate check
+def _caudate_centroid_template(side_value: int) -> np.ndarray:
+    from DBSSegmentationLogic.imageio import read_volume
+    from DBSSegmentationLogic.template import SHIPPED_CAUDATE
+
+    caudate = read_volume(SHIPPED_CAUDATE)
+    return caudate.ijk_to_ras_points(np.argwhere(caudate.array == side_value).mean(0)[::-1])
+
+
+def test_atlas_caudate_check_follows_the_template_to_image_map():
+    from DBSSegmentationLogic.planning import atlas_caudate_along
+
+    angle = np.deg2rad(20.0)
+    template_to_image = np.eye(4)
+    template_to_image[:3, :3] = [[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]]
+    template_to_image[:3, 3] = [4.0, -6.0, 60.0]  # lifts the caudate far above its template place
+    left_centre_template = _caudate_centroid_template(1)
+    left_centre_image = template_to_image[:3, :3] @ left_centre_template + template_to_image[:3, 3]
+    assert left_centre_template[0] < -5  # value 1 is the patient's left caudate
+    # a vertical trajectory through the mapped caudate centroid crosses it
+    through = Trajectory(entry_ras=left_centre_image + [0, 0, 40], target_ras=left_centre_image - [0, 0, 5])
+    distance, crossed = atlas_caudate_along(through, template_to_image)
+    assert crossed and distance < 0.6
+    # the same trajectory without the map (identity) misses: the map is really applied
+    distance_identity, crossed_identity = atlas_caudate_along(through, np.eye(4))
+    assert not crossed_identity and distance_identity > 5.0
+    # a trajectory 60 mm lateral to the left caudate (outside the brain's caudates) is far from both
+    far = Trajectory(entry_ras=left_centre_image + [-60, 0, 40], target_ras=left_centre_image + [-60, 0, -5])
+    distance_far, crossed_far = atlas_caudate_along(far, template_to_image)
+    assert not crossed_far and 45.0 < distance_far < 60.0
