@@ -164,3 +164,19 @@ def test_real_head_plan_completes_with_targets_near_the_indirect_ones(real_head_
         lateral, ap, vertical = trajectory["target_acpc"]
         assert (lateral > 0) == (side == "right") and 5.0 < abs(lateral) < 15.0, (side, trajectory["target_acpc"])
         assert trajectory["direct_to_indirect_mm"] <= REAL_HEAD_DIRECT_TO_INDIRECT_MAX_MM, (side, trajectory["direct_to_indirect_mm"])
+
+
+def test_real_head_slab_gives_the_same_structures(model, real_head, real_head_result):
+    """A 60 mm axial slab (25 mm below to 35 mm above the STN: midbrain and pallidum, no vertex, no
+    cerebellum) is localized and segmented like the whole head."""
+    whole = {s.name: s for s in real_head_result.structures}
+    assert np.argmax(np.abs(real_head.ijk_to_ras[2, :3])) == 2 and real_head.ijk_to_ras[2, 2] > 0  # k runs to S
+    stn_k = real_head.ras_to_ijk_points(np.array(whole["STN_left"].centroid_ras))[2]
+    slice_mm = real_head.ijk_to_ras[2, 2]
+    low, high = int(stn_k - 25 / slice_mm), int(stn_k + 35 / slice_mm)
+    shift = np.eye(4)
+    shift[2, 3] = low
+    slab = Volume(np.ascontiguousarray(real_head.array[low:high]), real_head.ijk_to_ras @ shift)
+    for s in segmentation.segment(slab, model).structures:
+        assert not s.flags, s.to_dict()
+        assert np.linalg.norm(np.subtract(s.centroid_ras, whole[s.name].centroid_ras)) < 1.0, s.name
