@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from . import __version__, plan_command, segment_command
+from . import __version__, plan_command, postop_command, segment_command
 from .atomic import write_json_atomic
 from .acpc import AcpcSpace
 from .exceptions import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_INTERNAL_ERROR, EXIT_OK, DBSInputError
@@ -163,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers.required = True
     add_frame_parser(subparsers)
     plan_command.register(subparsers)
+    postop_command.register(subparsers)
     segment_command.register(subparsers)
     return parser
 

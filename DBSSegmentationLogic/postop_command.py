@@ -1,0 +1,447 @@
+"""``postop`` subcommand: post-operative CT -> fusion to the planning MRI -> leads -> errors against the plan.
+
+    dbs-plan postop --plan PLAN.json --ct CT [--mri IMG] [--preop-ct CT [--preop-transform FILE]]
+                    [--transform FILE [--transform-file-maps mri-to-ct|ct-to-mri]]
+                    [--metal-threshold HU] [--lead-model NAME]
+                    [--manual-lead SIDE TIP_R TIP_A TIP_S PT_R PT_A PT_S]... [--manual-space mri|ct]
+                    [--image-to-frame FILE] --out DIR
+
+Writes ``postop.json`` (format ``dbs-postop/1``; every RAS coordinate in the planning MRI's space),
+``report.md``, figures (fusion quality; planned trajectory versus actual lead on the MRI and the CT),
+``ct_to_mri.tfm`` (the fusion, as Slicer saves a transform node that moves the CT onto the MRI) and
+``postop_points.mrk.json`` (tips and contacts). Everything is written to a temporary folder beside DIR
+and moved in only when the whole run succeeded, so a failed run leaves an earlier result untouched.
+
+Prints ``PROGRESS <fraction> <step>`` lines. Exit codes: 0 ok, 2 bad input (one line on stderr),
+3 internal failure, 130 cancelled (SIGINT/SIGTERM).
+"""
+from __future__ import annotations
+
+import json
+import resource
+import shutil
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import fusion as fusion_logic
+from .acpc import AcpcSpace
+from .atomic import write_json_atomic
+from .electrodes import DEFAULT_METAL_THRESHOLD_HU, DetectedLead, check_is_ct, lead_from_points, localize_leads
+from .exceptions import DBSInputError
+from .frame import TRANSFORM_FILE_CONVENTIONS as FRAME_FILE_CONVENTIONS
+from .frame import FrameSpace, read_image_to_frame_transform
+from .imageio import read_volume
+from .leads import DEFAULT_LEAD, LEAD_MODELS
+from .markups import write_markups_points
+from .placement_error import placement_error
+from .trajectory import Trajectory
+
+FORMAT = "dbs-postop/1"
+SIDES = ("left", "right")
+#: A lead tip must lie at least this deep inside the MRI's head (or brain, for a skull-stripped MRI)
+#: outline, and at least this deep inside the CT's head (beneath scalp and skull).
+MIN_TIP_DEPTH_MRI_MM = 3.0
+MIN_TIP_DEPTH_CT_MM = 10.0
+#: At most this many leads (one per side).
+MAX_LEADS = 2
+
+
+def progress(fraction: float, message: str) -> None:
+    print(f"PROGRESS {fraction:.2f} {message}", flush=True)
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+# ---------------------------------------------------------------------------------------------------
+# Inputs
+
+
+def read_plan(path) -> dict:
+    """plan.json as written by ``dbs-plan plan``; a clear error for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise DBSInputError(f"plan not found: {path}")
+    try:
+        plan = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DBSInputError(f"cannot read the plan {path}: not JSON ({error})") from None
+    if not isinstance(plan, dict) or "trajectories" not in plan or "acpc" not in plan:
+        raise DBSInputError(f"{path} is not a plan written by `dbs-plan plan` (no trajectories or AC-PC landmarks)")
+    try:
+        for key in ("ac_ras", "pc_ras", "midline_ras"):
+            np.asarray(plan["acpc"][key], float).reshape(3)
+        for trajectory in plan["trajectories"]:
+            if trajectory["side"] not in SIDES:
+                raise ValueError(trajectory["side"])
+            for key in ("target_ras", "entry_ras"):
+                np.asarray(trajectory[key], float).reshape(3)
+    except (KeyError, TypeError, ValueError) as error:
+        raise DBSInputError(f"{path} is not a complete plan written by `dbs-plan plan` (bad or missing {error})") from None
+    return plan
+
+
+def resolve_mri_path(plan: dict, plan_path: Path, mri_option) -> Path:
+    """--mri, else the MRI recorded in the plan (as given, or relative to the plan's folder)."""
+    if mri_option:
+        return Path(mri_option)
+    recorded = plan.get("mri")
+    if not recorded:
+        raise DBSInputError("the plan records no MRI: give --mri")
+    recorded = Path(recorded)
+    for candidate in (recorded, Path(plan_path).parent / recorded):
+        if candidate.exists():
+            return candidate
+    raise DBSInputError(f"the plan's MRI {recorded} was not found (relative to here or to the plan): give --mri")
+
+
+def acpc_from_plan(plan: dict) -> AcpcSpace:
+    landmarks = plan["acpc"]
+    return AcpcSpace.from_landmarks(landmarks["ac_ras"], landmarks["pc_ras"], landmarks["midline_ras"])
+
+
+def frame_from_plan(plan: dict, acpc: AcpcSpace, args, warnings: list):
+    """The plan's frame: the virtual frame, a matrix recorded in the plan, or --image-to-frame; else None."""
+    if args.image_to_frame:
+        return read_image_to_frame_transform(args.image_to_frame, args.frame_transform_file_maps)
+    if "image_to_frame_ras" in plan:
+        return FrameSpace.from_matrix(plan["image_to_frame_ras"], plan.get("frame", "image-to-frame matrix"))
+    if str(plan.get("frame", "virtual")).startswith("virtual"):
+        return FrameSpace.virtual(acpc)
+    warnings.append(f"the plan used a frame ({plan.get('frame')}) whose transform plan.json does not record: "
+                    "give --image-to-frame for errors in frame axes")
+    return None
+
+
+def planned_trajectories(plan: dict) -> dict:
+    return {trajectory["side"]: trajectory for trajectory in plan["trajectories"]}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Leads
+
+
+def _to_mri(lead: DetectedLead, ct_to_mri: np.ndarray, source: str) -> dict:
+    """A lead found on the CT, in MRI RAS (rotation for directions)."""
+    rotation, shift = ct_to_mri[:3, :3], ct_to_mri[:3, 3]
+    direction = rotation @ np.asarray(lead.direction_ras, float)
+    return {
+        "model": lead.model,
+        "tip_ras": (rotation @ np.asarray(lead.tip_ras, float) + shift).tolist(),
+        "direction_ras": (direction / np.linalg.norm(direction)).tolist(),
+        "contact_centres_ras": (np.asarray(lead.contact_centres_ras, float) @ rotation.T + shift).tolist(),
+        "axis_point_ras": (rotation @ np.asarray(lead.axis_point_ras, float) + shift).tolist(),
+        "source": source,
+        "length_in_brain_mm": float(lead.length_in_brain_mm),
+        "fit_residual": float(lead.fit_residual),
+    }
+
+
+def side_of(point_ras, acpc: AcpcSpace) -> str:
+    """The patient's side of a point: the sign of its AC-PC x (never an image axis)."""
+    x = float(acpc.to_acpc(point_ras)[0])
+    return "right" if x > 0 else "left"
+
+
+def automatic_leads(ct, ct_to_mri: np.ndarray, metal_threshold_hu: float, model: str) -> list:
+    """Leads found on the CT (cropped to the head first: the same result, less to search), in MRI RAS."""
+    low, high = fusion_logic.head_box_ijk(ct)
+    cropped = fusion_logic.crop(ct, low, high)
+    try:
+        found = localize_leads(cropped, metal_threshold_hu=metal_threshold_hu, model_name=model)
+    except DBSInputError as error:
+        if "no DBS lead found" in str(error):
+            raise DBSInputError(f"{error} (--manual-lead SIDE TIP_R TIP_A TIP_S PT_R PT_A PT_S)") from None
+        raise
+    if len(found) > MAX_LEADS:
+        raise DBSInputError(
+            f"{len(found)} lead-like metal objects found in the CT, at most {MAX_LEADS} (one per side) expected; "
+            "give each lead with --manual-lead SIDE TIP_R TIP_A TIP_S PT_R PT_A PT_S")
+    return [_to_mri(lead, ct_to_mri, "automatic") for lead in found]
+
+
+def manual_leads(specs: list, ct_to_mri: np.ndarray, space: str, model: str, acpc: AcpcSpace) -> list:
+    """Leads given as SIDE and two points (tip, another point on the lead), in MRI or CT RAS."""
+    leads, seen = [], set()
+    for spec in specs:
+        side = str(spec[0]).lower()
+        if side not in SIDES:
+            raise DBSInputError(f"--manual-lead: side must be left or right, got '{spec[0]}'")
+        if side in seen:
+            raise DBSInputError(f"--manual-lead given twice for the {side} side")
+        seen.add(side)
+        try:
+            values = np.array([float(v) for v in spec[1:]])
+        except ValueError:
+            raise DBSInputError(f"--manual-lead {side}: the six coordinates must be numbers") from None
+        if not np.all(np.isfinite(values)):
+            raise DBSInputError(f"--manual-lead {side}: non-finite coordinate")
+        tip, point = values[:3], values[3:]
+        if space == "ct":
+            tip, point = (ct_to_mri[:3, :3] @ p + ct_to_mri[:3, 3] for p in (tip, point))
+        lead = _to_mri(lead_from_points(tip, point, model), np.eye(4), "manual")
+        if not lead_direction_up(lead, acpc):
+            raise DBSInputError(f"--manual-lead {side}: the second point lies below the tip; give the deep end of the "
+                                "lead as the tip and a point higher up the lead second")
+        found_side = side_of(lead["tip_ras"], acpc)
+        if found_side != side:
+            x = float(acpc.to_acpc(lead["tip_ras"])[0])
+            raise DBSInputError(
+                f"--manual-lead {side}: the tip lies in the {found_side} hemisphere (AC-PC x = {x:+.1f} mm): "
+                "check the side and the coordinates")
+        lead["side"] = side
+        leads.append(lead)
+    return sorted(leads, key=lambda lead: SIDES.index(lead["side"]))
+
+
+def lead_direction_up(lead: dict, acpc: AcpcSpace) -> bool:
+    """Whether the lead's direction points from the tip up (superior in AC-PC), as it must."""
+    return float(acpc.vector_to_acpc(lead["direction_ras"])[2]) >= 0
+
+
+def assign_sides(leads: list, acpc: AcpcSpace) -> list:
+    """Side of each automatic lead by the AC-PC x of its tip; two on one side is refused."""
+    for lead in leads:
+        lead["side"] = side_of(lead["tip_ras"], acpc)
+    for side in SIDES:
+        on_side = [lead for lead in leads if lead["side"] == side]
+        if len(on_side) > 1:
+            raise DBSInputError(
+                f"{len(on_side)} leads found in the {side} hemisphere (by AC-PC x); one per side expected: "
+                "give the leads with --manual-lead")
+    return sorted(leads, key=lambda lead: SIDES.index(lead["side"]))
+
+
+def _depth_at(volume, depth_mm: np.ndarray, point_ras) -> float | None:
+    """Depth map value at a point, or None outside the grid."""
+    ijk = np.rint(volume.ras_to_ijk_points(point_ras)).astype(int)
+    if np.any(ijk < 0) or np.any(ijk >= np.array(volume.shape_ijk)):
+        return None
+    return float(depth_mm[ijk[2], ijk[1], ijk[0]])
+
+
+def check_inside_brain(leads: list, mri, ct, ct_to_mri: np.ndarray) -> None:
+    """Each tip must lie inside the MRI's field of view and head (or brain) outline (at least
+    ``MIN_TIP_DEPTH_MRI_MM`` deep), and beneath the CT's scalp and skull (``MIN_TIP_DEPTH_CT_MM``)."""
+    if not leads:
+        return
+    mri_depth = fusion_logic.depth_inside_mm(fusion_logic.mri_head_mask(mri), mri.spacing_mm, 1.0)
+    ct_small = fusion_logic.downsample_ct(ct, 2.0)
+    ct_depth = fusion_logic.depth_inside_mm(fusion_logic.ct_head_mask(ct_small), ct_small.spacing_mm, 2.0)
+    mri_to_ct = np.linalg.inv(ct_to_mri)
+    for lead in leads:
+        tip = np.asarray(lead["tip_ras"], float)
+        where = f"the {lead['side']} lead's tip (RAS {', '.join(f'{v:.1f}' for v in tip)})"
+        hint = "check the fusion" if lead["source"] == "automatic" else "check the manual points"
+        depth = _depth_at(mri, mri_depth, tip)
+        if depth is None:
+            raise DBSInputError(f"{where} lies outside the MRI's field of view, so outside the brain: {hint}")
+        if depth < MIN_TIP_DEPTH_MRI_MM:
+            raise DBSInputError(f"{where} lies outside the brain in the MRI ({depth:.0f} mm inside its head outline, "
+                                f"at least {MIN_TIP_DEPTH_MRI_MM:.0f} mm expected): {hint}")
+        depth = _depth_at(ct_small, ct_depth, mri_to_ct[:3, :3] @ tip + mri_to_ct[:3, 3])
+        if depth is None or depth < MIN_TIP_DEPTH_CT_MM:
+            found = "outside the CT" if depth is None else f"{depth:.0f} mm inside the CT's head outline"
+            raise DBSInputError(f"{where} lies outside the brain in the CT ({found}, at least "
+                                f"{MIN_TIP_DEPTH_CT_MM:.0f} mm beneath scalp and skull expected): {hint}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# The command
+
+
+def _fusion(args, mri, ct, warnings: list) -> fusion_logic.Fusion:
+    step = lambda start, span: (lambda fraction, message: progress(start + span * fraction, message))  # noqa: E731
+    if args.transform:
+        if args.preop_ct:
+            warnings.append("--transform given: --preop-ct was not used")
+        return fusion_logic.user_fusion(mri, ct, args.transform, args.transform_file_maps)
+    if args.preop_ct:
+        progress(0.12, "reading the pre-operative CT")
+        preop = read_volume(args.preop_ct)
+        check_is_ct(preop)
+        progress(0.15, "fusing the post-operative CT to the pre-operative CT")
+        postop_to_preop = fusion_logic.fuse_ct_to_ct(preop, ct, args.metal_threshold, step(0.15, 0.2))
+        if args.preop_transform:
+            preop_to_mri = fusion_logic.user_fusion(mri, preop, args.preop_transform, args.transform_file_maps)
+        else:
+            progress(0.35, "fusing the pre-operative CT to the MRI")
+            preop_to_mri = fusion_logic.fuse_ct_to_mri(mri, preop, args.metal_threshold, step(0.35, 0.2))
+        return fusion_logic.chain(postop_to_preop, preop_to_mri, mri, ct)
+    if args.preop_transform:
+        raise DBSInputError("--preop-transform needs --preop-ct")
+    progress(0.12, "fusing the CT to the MRI")
+    return fusion_logic.fuse_ct_to_mri(mri, ct, args.metal_threshold, step(0.12, 0.43))
+
+
+def run_postop(args) -> int:
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        return _run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args) -> int:
+    started = time.perf_counter()
+    timings = {}
+    out = Path(args.out)
+    if args.lead_model not in LEAD_MODELS:
+        raise DBSInputError(f"unknown lead model '{args.lead_model}': use one of {', '.join(LEAD_MODELS)}")
+    progress(0.02, "reading the plan")
+    plan = read_plan(args.plan)
+    acpc = acpc_from_plan(plan)
+    warnings: list = []
+    frame = frame_from_plan(plan, acpc, args, warnings)
+    trajectories = planned_trajectories(plan)
+    mri_path = resolve_mri_path(plan, Path(args.plan), args.mri)
+    progress(0.04, "reading the MRI and the CT")
+    mri = read_volume(mri_path)
+    ct = read_volume(args.ct)
+    check_is_ct(ct)
+    timings["reading"] = time.perf_counter() - started
+
+    fusion = _fusion(args, mri, ct, warnings)
+    timings["fusion"] = fusion.seconds
+    ct_to_mri = fusion.ct_to_mri_ras
+
+    progress(0.58, "locating the leads" if not args.manual_lead else "placing the manual leads")
+    located = time.perf_counter()
+    if args.manual_lead:
+        leads = manual_leads(args.manual_lead, ct_to_mri, args.manual_space, args.lead_model, acpc)
+    else:
+        leads = assign_sides(automatic_leads(ct, ct_to_mri, args.metal_threshold, args.lead_model), acpc)
+    timings["localization"] = time.perf_counter() - located
+    check_inside_brain(leads, mri, ct, ct_to_mri)
+
+    progress(0.75, "computing the errors against the plan")
+    errors = {}
+    for lead in leads:
+        side = lead["side"]
+        trajectory = trajectories.get(side)
+        if trajectory is None:
+            reason = plan.get("failures", {}).get(side)
+            warnings.append(f"a lead was found in the {side} hemisphere but the plan has no {side} trajectory"
+                            + (f" ({side} side not planned: {reason})" if reason else "") + ": no error computed")
+            continue
+        planned = Trajectory(trajectory["entry_ras"], trajectory["target_ras"])
+        errors[side] = placement_error(planned, lead["tip_ras"], lead["direction_ras"], lead["axis_point_ras"],
+                                       acpc, frame).to_dict()
+    for side in trajectories:
+        if side not in {lead["side"] for lead in leads}:
+            warnings.append(f"no lead found in the {side} hemisphere, which was planned ({trajectories[side]['name']})")
+
+    result = {
+        "format": FORMAT,
+        "plan": str(args.plan),
+        "ct": str(args.ct),
+        "mri": str(mri_path),
+        "preop_ct": str(args.preop_ct) if args.preop_ct else None,
+        "coordinate_system": "RAS mm of the planning MRI; AC-PC x right, y anterior, z superior; "
+                             "frame errors along Leksell X, Y, Z",
+        "fusion": fusion.to_dict(),
+        "lead_model": args.lead_model,
+        "metal_threshold_hu": args.metal_threshold,
+        "leads": leads,
+        "errors": errors,
+        "warnings": warnings,
+    }
+
+    from . import postop_report
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
+    try:
+        progress(0.80, "drawing figures")
+        drawn = time.perf_counter()
+        centre = (trajectories[leads[0]["side"]]["target_ras"] if leads and leads[0]["side"] in trajectories
+                  else next(iter(trajectories.values()))["target_ras"] if trajectories else acpc.mcp_ras)
+        figures = {"fusion quality": postop_report.fusion_figure(
+            mri, ct, ct_to_mri, acpc, centre, leads, staging / "fusion_quality.png", args.metal_threshold)}
+        for lead in leads:
+            trajectory = trajectories.get(lead["side"])
+            if trajectory is not None:
+                name = trajectory["name"].replace(" ", "_")
+                figures[f"{trajectory['name']} planned vs actual"] = postop_report.trajectory_figure(
+                    mri, ct, ct_to_mri, acpc, trajectory, lead, errors.get(lead["side"]), staging / f"lead_{name}.png")
+        timings["figures"] = time.perf_counter() - drawn
+        fusion_logic.write_ct_to_mri_transform(ct_to_mri, staging / "ct_to_mri.tfm", "mri-to-ct")
+        points = {}
+        for lead in leads:
+            prefix = f"{lead['side'][0].upper()} lead"
+            points[f"{prefix} tip"] = lead["tip_ras"]
+            for index, contact in enumerate(lead["contact_centres_ras"]):
+                points[f"{prefix} contact {index}"] = contact
+        if points:
+            write_markups_points(staging / "postop_points.mrk.json", points)
+        timings["total"] = time.perf_counter() - started
+        result["timings_s"] = {name: round(value, 2) for name, value in timings.items()}
+        result["peak_memory_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
+        write_json_atomic(staging / "postop.json", result)
+        (staging / "report.md").write_text(postop_report.markdown_report(result, figures, acpc, trajectories),
+                                           encoding="utf-8")
+        out.mkdir(parents=True, exist_ok=True)
+        for produced in sorted(staging.iterdir()):
+            produced.replace(out / produced.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    progress(1.00, "done")
+    print(f"Fusion: {fusion.method}; overlap {100 * fusion.overlap:.0f}%; {fusion.seconds:.1f} s")
+    for lead in leads:
+        error = errors.get(lead["side"])
+        tip = ", ".join(f"{v:.1f}" for v in lead["tip_ras"])
+        if error:
+            at_plane = error["radial_at_target_plane_mm"]
+            print(f"{lead['side'].upper()} lead ({lead['source']}): tip RAS {tip}; Euclidean {error['euclidean_mm']:.2f} mm, "
+                  f"depth {error['depth_mm']:+.2f} mm, radial {error['radial_mm']:.2f} mm, at target plane "
+                  f"{'n/a' if at_plane is None else f'{at_plane:.2f} mm'}, angle {error['angular_deg']:.1f}°")
+        else:
+            print(f"{lead['side'].upper()} lead ({lead['source']}): tip RAS {tip}; no plan on this side")
+    for warning in warnings:
+        print(f"warning: {warning}")
+    print(f"Report: {out / 'report.md'}")
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "postop", help="fuse the post-operative CT, locate the leads, measure the error against the plan",
+        description="Fuse the post-operative CT to the planning MRI (mutual information, metal excluded; or through "
+        "a pre-operative CT; or with a given transform), locate each lead's axis, tip and contacts, assign sides by "
+        "AC-PC x and report the placement errors against plan.json (Euclidean, depth, radial, radial at the target "
+        "plane, angular, per axis in RAS, AC-PC and frame axes). All coordinates are RAS mm of the planning MRI.",
+    )
+    parser.add_argument("--plan", required=True, type=Path, help="plan.json written by `dbs-plan plan`")
+    parser.add_argument("--ct", required=True, type=Path, help="post-operative CT (NIfTI, NRRD, MHA or DICOM folder)")
+    parser.add_argument("--mri", type=Path, help="planning MRI (default: the one recorded in the plan)")
+    parser.add_argument("--preop-ct", type=Path, help="pre-operative CT: the post-op CT is fused to it (CT-CT), "
+                        "and it to the MRI (or by --preop-transform)")
+    parser.add_argument("--preop-transform", type=Path, help="transform file between the pre-operative CT and the "
+                        "MRI (same convention as --transform)")
+    parser.add_argument("--transform", type=Path, help="rigid ITK transform file (.tfm/.h5/.txt) between the CT and "
+                        "the MRI: replaces the automatic fusion")
+    parser.add_argument("--transform-file-maps", choices=fusion_logic.TRANSFORM_FILE_CONVENTIONS, default="mri-to-ct",
+                        help="what the transform file maps: 'mri-to-ct' (default; as Slicer saves a transform node "
+                        "under which the CT is moved onto the MRI, and as ITK registrations of CT to MRI write it) or "
+                        "'ct-to-mri'")
+    parser.add_argument("--metal-threshold", type=float, default=DEFAULT_METAL_THRESHOLD_HU, metavar="HU",
+                        help=f"metal threshold (default {DEFAULT_METAL_THRESHOLD_HU:g} HU)")
+    parser.add_argument("--lead-model", default=DEFAULT_LEAD, choices=sorted(LEAD_MODELS),
+                        help=f"implanted lead model (default {DEFAULT_LEAD})")
+    parser.add_argument("--manual-lead", action="append", nargs=7, default=[],
+                        metavar=("SIDE", "TIP_R", "TIP_A", "TIP_S", "PT_R", "PT_A", "PT_S"),
+                        help="fallback when detection fails: a lead by its side, tip and one more point on it (RAS mm); "
+                        "repeat per side; replaces automatic detection")
+    parser.add_argument("--manual-space", choices=("mri", "ct"), default="mri",
+                        help="space of the --manual-lead points: 'mri' (default; Slicer's coordinates with the CT fused "
+                        "to the MRI) or 'ct' (picked on the CT as loaded)")
+    parser.add_argument("--image-to-frame", type=Path, help="the plan's image-to-frame transform, when the plan used a "
+                        "real frame registration (plan.json does not record it)")
+    parser.add_argument("--frame-transform-file-maps", choices=FRAME_FILE_CONVENTIONS, default="frame-to-image")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.set_defaults(handler=run_postop)
