@@ -27,7 +27,9 @@ from slicer.util import VTKObservationMixin
 
 from DBSSegmentationLogic.exceptions import DBSInputError
 from DBSSegmentationLogic.frame import MOUNTINGS
-from DBSTargetingLib import case_pipeline, dependencies, mrml_glue
+from DBSSegmentationLogic.leads import DEFAULT_LEAD, LEAD_MODELS
+from DBSTargetingLib import case_pipeline, dependencies, mrml_glue, postop_nodes
+from DBSTargetingLib.postop_job import PostopJob
 from DBSTargetingLib.segmentation_job import DEVICES, SegmentationJob
 from DBSTargetingLib.widget_state import PanelInputs, button_states
 
@@ -51,7 +53,9 @@ class DBSTargeting(ScriptedLoadableModule):
 Deep brain stimulation planning, in workflow order: <b>Inputs</b> (pre-operative MRI; optional CTs and
 AC/PC/midline points), <b>Segment</b> (STN, RN, SN, GPi, GPe on both sides in a background process, with
 progress and cancel), <b>Plan</b> (Bejjani STN/PSA or GPi direct targets beside the indirect AC-PC targets,
-trajectories, Leksell X/Y/Z and ring/arc for the chosen arc mounting), <b>Post-op</b>. Results go into
+trajectories, Leksell X/Y/Z and ring/arc for the chosen arc mounting), <b>Post-op</b> (the post-operative
+CT fused to the MRI, or to the pre-operative CT, in a background process; the leads found, shown as models
+with their contacts, and their error against the plan in the table "Post-op errors"). Results go into
 one subject-hierarchy folder per case. Without a frame registration the virtual frame is used: AC-PC
 aligned, with the mid-commissural point at the frame centre (100, 100, 100).
 <br><br>
@@ -82,13 +86,15 @@ class DBSTargetingParameterNode:
     """The module's inputs and choices, saved with the scene.
 
     preoperativeVolume - pre-operative MRI (segmented and planned on; the points were placed on it).
-    preoperativeCT, postoperativeCT - optional CTs (post-op: electrode error).
+    preoperativeCT, postoperativeCT - optional CTs; post-op evaluation fuses the post-operative CT to the
+        pre-operative CT when one is selected (it must be registered to the MRI), else to the MRI.
     landmarksMarkups - point list with AC, PC and midline (it may also hold target and entry).
     trajectoryMarkups - point list with target and entry; optional when landmarksMarkups holds them.
     segmentation - the segmentation planned on (made by Segment, or corrected by the user).
     targetKind, useCustomRatios, dRatio, eRatio - the direct target and the Bejjani ratios.
     mounting - arc mounting of the Leksell frame, which sets how ring and arc are read.
     device - where the network runs (auto: GPU when there is one).
+    leadModel - the implanted lead (contact layout and diameter used to find and show the leads).
     caseName - the subject-hierarchy folder holding the case's results.
     """
 
@@ -104,6 +110,7 @@ class DBSTargetingParameterNode:
     eRatio: float = 0.05  # 20:1
     mounting: Annotated[str, Choice(list(MOUNTINGS))] = MOUNTINGS[0]
     device: Annotated[str, Choice(list(DEVICES))] = "auto"
+    leadModel: Annotated[str, Choice(list(LEAD_MODELS))] = DEFAULT_LEAD
     caseName: str = "Case"
 
 
@@ -137,8 +144,11 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._shownPlanInputs = None
         self._job = None  # the running SegmentationJob
         self._jobInputs = None
+        self._postopJob = None  # the running PostopJob
+        self._postopInputs = None
         self._lastPlan = None
         self._pollTimer = None
+        self._postopPollTimer = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -159,19 +169,26 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.segmentButton.connect("clicked(bool)", self.onSegmentButton)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
         self.ui.planButton.connect("clicked(bool)", self.onPlanButton)
+        self.ui.postopButton.connect("clicked(bool)", self.onPostopButton)
+        self.ui.postopCancelButton.connect("clicked(bool)", self.onPostopCancelButton)
 
         self._pollTimer = qt.QTimer()
         self._pollTimer.setInterval(self.POLL_INTERVAL_MS)
         self._pollTimer.connect("timeout()", self._pollSegmentation)
+        self._postopPollTimer = qt.QTimer()
+        self._postopPollTimer.setInterval(self.POLL_INTERVAL_MS)
+        self._postopPollTimer.connect("timeout()", self._pollPostop)
 
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
-        if self._job is not None:
-            self._job.cancel()
-            self._job = None
-        if self._pollTimer is not None:
-            self._pollTimer.stop()
+        for job in (self._job, self._postopJob):
+            if job is not None:
+                job.cancel()
+        self._job = self._postopJob = None
+        for timer in (self._pollTimer, self._postopPollTimer):
+            if timer is not None:
+                timer.stop()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -188,6 +205,9 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneStartClose(self, caller, event) -> None:
         if self._job is not None:
             self.onCancelButton()
+        if self._postopJob is not None:
+            self.onPostopCancelButton()
+        self._lastPlan = None
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -242,18 +262,29 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             has_landmarks=bool(node and node.landmarksMarkups),
             has_trajectory_points=bool(node and node.trajectoryMarkups),
             has_segmentation=bool(node and node.segmentation),
-            has_plan=self._lastPlan is not None,
+            has_plan=self._currentPlan() is not None,
             has_postop_ct=bool(node and node.postoperativeCT),
             segmentation_running=self._job is not None,
+            postop_running=self._postopJob is not None,
         )
         buttons = {"segment": self.ui.segmentButton, "cancel": self.ui.cancelButton, "plan": self.ui.planButton,
-                   "frame": self.ui.computeFrameButton, "postop": self.ui.postopButton}
+                   "frame": self.ui.computeFrameButton, "postop": self.ui.postopButton,
+                   "postop_cancel": self.ui.postopCancelButton}
         for name, state in button_states(inputs).items():
             buttons[name].enabled = state.enabled
             buttons[name].toolTip = state.tooltip
         custom = bool(node and node.useCustomRatios and node.targetKind != "gpi")
         self.ui.dRatioSpinBox.enabled = custom
         self.ui.eRatioSpinBox.enabled = custom
+
+    def _currentPlan(self) -> Optional[dict]:
+        """The plan post-op is measured against: the one just computed, else the case's plan kept in
+        the scene (e.g. from a reloaded .mrb)."""
+        if self._lastPlan is not None:
+            return self._lastPlan
+        if not self._parameterNode:
+            return None
+        return case_pipeline.plan_in_scene(slicer.mrmlScene, self._parameterNode.caseName)
 
     def _observeSelectedMarkups(self) -> None:
         selected = self._selectedMarkups()
@@ -310,18 +341,23 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _appendLog(self, text: str) -> None:
         self.ui.segmentationLogTextEdit.appendPlainText(text)
 
+    @staticmethod
+    def _showJobOutput(job, progressBar, logTextEdit) -> bool:
+        """Show a background job's new lines and progress; ``True`` once the job has ended."""
+        for line in job.poll():
+            logTextEdit.appendPlainText(line.text if line.stream == "stdout" else f"[stderr] {line.text}")
+        fraction, message = job.progress
+        progressBar.value = int(round(100 * fraction))
+        progressBar.format = f"%p%  {message}"
+        return job.result is not None
+
     def _pollSegmentation(self) -> None:
         """GUI timer: show the child's new lines and progress; when it has ended, make the nodes."""
         job = self._job
         if job is None:
             self._pollTimer.stop()
             return
-        for line in job.poll():
-            self._appendLog(line.text if line.stream == "stdout" else f"[stderr] {line.text}")
-        fraction, message = job.progress
-        self.ui.segmentationProgressBar.value = int(round(100 * fraction))
-        self.ui.segmentationProgressBar.format = f"%p%  {message}"
-        if job.result is None:
+        if not self._showJobOutput(job, self.ui.segmentationProgressBar, self.ui.segmentationLogTextEdit):
             return
         self._pollTimer.stop()
         self._job = None
@@ -367,6 +403,64 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.resultTextEdit.setPlainText(self.logic.casePlanText(plan))
         self._updateButtons()
 
+    # --- post-operative evaluation ------------------------------------------------------------------
+
+    def onPostopButton(self) -> None:
+        node = self._parameterNode
+        plan = self._currentPlan()
+        self.ui.postopLogTextEdit.clear()
+        self.ui.postopProgressBar.value = 0
+        try:
+            with slicer.util.tryWithErrorDisplay("Cannot start the post-operative evaluation.", waitCursor=True):
+                self.logic.ensureDependencies(interactive=True, needsTorch=False, needsFigures=True)
+                self._postopJob = self.logic.startPostop(
+                    node.preoperativeVolume, node.postoperativeCT, plan, node.preoperativeCT, leadModel=node.leadModel
+                )
+        except Exception:  # shown by tryWithErrorDisplay
+            self._postopJob = None
+            return
+        self._postopInputs = (node.postoperativeCT, node.caseName)
+        self.ui.postopLogTextEdit.appendPlainText(f"Started: {' '.join(self._postopJob.runner.command[:4])} …")
+        self._postopPollTimer.start()
+        self._updateButtons()
+
+    def _pollPostop(self) -> None:
+        """GUI timer: show the child's progress; when it has ended, show the leads and the errors."""
+        job = self._postopJob
+        if job is None:
+            self._postopPollTimer.stop()
+            return
+        if not self._showJobOutput(job, self.ui.postopProgressBar, self.ui.postopLogTextEdit):
+            return
+        self._postopPollTimer.stop()
+        self._postopJob = None
+        ctNode, caseName = self._postopInputs
+        try:
+            if job.result.succeeded:
+                with slicer.util.tryWithErrorDisplay("Failed to show the post-operative result.", waitCursor=True):
+                    postop = self.logic.finishPostop(job, caseName, ctNode)
+                    self.ui.postopLogTextEdit.appendPlainText(self.logic.postopText(postop))
+                    self.ui.postopLogTextEdit.appendPlainText(f"Done in {job.result.duration_s:.0f} s.")
+            else:
+                self.ui.postopLogTextEdit.appendPlainText(f"Post-operative evaluation {job.result.status}: {job.result.reason}")
+                if not job.result.cancelled:
+                    slicer.util.errorDisplay(f"Post-operative evaluation failed: {job.result.reason}")
+        finally:
+            job.cleanup()
+            self._updateButtons()
+
+    def onPostopCancelButton(self) -> None:
+        job = self._postopJob
+        if job is None:
+            return
+        self._postopPollTimer.stop()
+        job.cancel()  # kills the whole process tree and removes the scratch folder; no node was made
+        self._postopJob = None
+        self.ui.postopProgressBar.value = 0
+        self.ui.postopProgressBar.format = "%p%"
+        self.ui.postopLogTextEdit.appendPlainText("Cancelled: the scene is unchanged.")
+        self._updateButtons()
+
     def planSettings(self) -> case_pipeline.PlanSettings:
         node = self._parameterNode
         custom = node.useCustomRatios and node.targetKind != "gpi"
@@ -392,11 +486,12 @@ class DBSTargetingLogic(ScriptedLoadableModuleLogic):
         return DBSTargetingParameterNode(super().getParameterNode())
 
     @staticmethod
-    def ensureDependencies(interactive: bool = True, needsTorch: bool = True) -> None:
+    def ensureDependencies(interactive: bool = True, needsTorch: bool = True, needsFigures: bool = False) -> None:
         """Check the Python packages; inside the GUI, offer to install missing pip packages (torch:
-        the PyTorch extension). Raises ``dependencies.MissingDependencies`` with a message for the user."""
+        the PyTorch extension; matplotlib with ``needsFigures``, for the post-operative report).
+        Raises ``dependencies.MissingDependencies`` with a message for the user."""
         dependencies.ensure_packages(
-            needs_torch=needsTorch, interactive=interactive,
+            needs_torch=needsTorch, interactive=interactive, needs_figures=needsFigures,
             confirm=slicer.util.confirmOkCancelDisplay if interactive else None,
             pip_install=slicer.util.pip_install if interactive else None,
         )
@@ -461,10 +556,55 @@ class DBSTargetingLogic(ScriptedLoadableModuleLogic):
         case_pipeline.plan_to_scene(slicer.mrmlScene, caseName, plan)
         return plan
 
+    def startPostop(self, mriNode, ctNode, plan: dict, preopCTNode=None, leadModel: Optional[str] = None,
+                    sources=None, command=None) -> PostopJob:
+        """Start the post-operative evaluation of ``ctNode`` against ``plan`` in a child process and
+        return the job at once (non-blocking): poll it from a timer, then call :meth:`finishPostop`; or
+        ``job.cancel()``. The CT is fused to ``preopCTNode`` when given (registered to the MRI), else
+        to ``mriNode``. ``leadModel``: the implanted lead (``DBSSegmentationLogic.leads.LEAD_MODELS``;
+        the command's default when ``None``). ``sources``: what the result names as its ``plan``, ``ct``,
+        ``mri`` and ``preop_ct`` (default "plan.json" and the nodes' names)."""
+        if mriNode is None:
+            raise DBSInputError("select the pre-operative MRI first")
+        if ctNode is None:
+            raise DBSInputError("select the post-operative CT first")
+        if not plan:
+            raise DBSInputError("plan the case first: the electrode error is measured against the plan")
+        job = case_pipeline.postop_job(plan, ctNode, mriNode, preopCTNode, sources=sources, lead_model=leadModel,
+                                       python_executable=self.pythonExecutable(), command=command)
+        logging.info("Evaluating post-operative CT '%s' in a child process", ctNode.GetName())
+        return job.start()
+
+    def finishPostop(self, job: PostopJob, caseName: str = "Case", ctNode=None) -> dict:
+        """Lead models, contacts, tips, error table and fusion transform from a succeeded job (replacing
+        the case's earlier ones; ``ctNode`` goes under the fusion transform). Returns the postop dict."""
+        try:
+            postop = job.outputs()
+        finally:
+            job.cleanup()
+        case_pipeline.postop_to_scene(slicer.mrmlScene, caseName, postop, ctNode)
+        return postop
+
+    def postop(self, mriNode, ctNode, plan: dict, preopCTNode=None, caseName: str = "Case", onLine=None,
+               leadModel: Optional[str] = None, sources=None, command=None) -> dict:
+        """Blocking post-operative evaluation (batch, tests): returns the postop dict (as
+        ``postop.json``) after showing it in the case folder; raises on failure."""
+        job = self.startPostop(mriNode, ctNode, plan, preopCTNode, leadModel=leadModel, sources=sources, command=command)
+        try:
+            job.wait(on_line=onLine)
+            return self.finishPostop(job, caseName, ctNode)
+        finally:
+            job.cleanup()
+
     @staticmethod
-    def saveCase(plan: dict, outDir, caseName: str = "Case") -> dict:
-        """``plan.json`` and ``<case>.mrb`` (the whole scene) in ``outDir``."""
-        return case_pipeline.save_case(slicer.mrmlScene, plan, outDir, caseName)
+    def postopText(postop: dict) -> str:
+        """The fusion, each lead's error and the warnings, in a few lines."""
+        return postop_nodes.postop_summary(postop)
+
+    @staticmethod
+    def saveCase(plan: dict, outDir, caseName: str = "Case", postop: Optional[dict] = None) -> dict:
+        """``plan.json``, ``postop.json`` (when given) and ``<case>.mrb`` (the whole scene) in ``outDir``."""
+        return case_pipeline.save_case(slicer.mrmlScene, plan, outDir, caseName, postop)
 
     @staticmethod
     def casePlanText(plan: dict) -> str:
@@ -552,6 +692,8 @@ class DBSTargetingTest(ScriptedLoadableModuleTest):
         self.test_CancelLeavesTheSceneAsItWas()
         self.setUp()
         self.test_PlanNodesInOneCaseFolder()
+        self.setUp()
+        self.test_PostopNodesInOneCaseFolder()
 
     def _pointList(self, points, name="points"):
         node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
@@ -644,7 +786,8 @@ class DBSTargetingTest(ScriptedLoadableModuleTest):
         parameterNode = widget.logic.getParameterNode()
         parameterNode.preoperativeVolume = None
         parameterNode.segmentation = None
-        for button in (widget.ui.segmentButton, widget.ui.cancelButton, widget.ui.planButton, widget.ui.postopButton):
+        for button in (widget.ui.segmentButton, widget.ui.cancelButton, widget.ui.planButton, widget.ui.postopButton,
+                       widget.ui.postopCancelButton):
             self.assertFalse(button.enabled)
             self.assertTrue(button.toolTip)
         self.assertIn("pre-operative MRI", widget.ui.segmentButton.toolTip)
@@ -710,4 +853,36 @@ class DBSTargetingTest(ScriptedLoadableModuleTest):
         self.assertEqual(plan_nodes.table_rows(nodes["table"])[0]["Leksell X (mm)"], 112.0)
         for node in (nodes["targets"], nodes["table"], *nodes["trajectories"]):
             self.assertEqual(folder_of(slicer.mrmlScene, node), "Test case")
+        self.delayDisplay("Test passed")
+
+    def test_PostopNodesInOneCaseFolder(self):
+        import numpy as np
+
+        from DBSSegmentationLogic.leads import LEAD_MODELS
+        from DBSTargetingLib import postop_nodes
+        from DBSTargetingLib.subject_hierarchy import folder_of
+
+        self.delayDisplay("Post-op nodes in one case folder")
+        tip, direction = np.array([-12.0, -3.0, -5.0]), np.array([-0.28, 0.52, 0.81]) / np.linalg.norm([-0.28, 0.52, 0.81])
+        lead = {"side": "left", "model": "medtronic-3389", "tip_ras": tip.tolist(), "direction_ras": direction.tolist(),
+                "contact_centres_ras": (tip + np.outer(LEAD_MODELS["medtronic-3389"].contact_centres_from_tip_mm(), direction)).tolist(),
+                "axis_point_ras": tip.tolist(), "source": "automatic"}
+        errors = {"euclidean_mm": 1.2, "depth_mm": 0.5, "radial_mm": 1.1, "radial_at_target_plane_mm": 1.0, "angular_deg": 2.0,
+                  "ras_mm": [0.5, -0.3, 1.0], "acpc_mm": [0.5, -0.3, 1.0], "frame_mm": [-0.5, -0.3, -1.0]}
+        matrix = np.eye(4)
+        matrix[:3, 3] = [1.0, -2.0, 3.0]
+        postop = {"format": "dbs-postop/1", "plan": "plan.json", "ct": "ct", "leads": [lead], "errors": {"left": errors},
+                  "fusion": {"method": "test", "ct_to_mri_ras": matrix.tolist(), "metric": -0.5, "overlap": 1.0, "seconds": 1.0},
+                  "warnings": []}
+        ct = self._smallVolume()
+        case_pipeline.postop_to_scene(slicer.mrmlScene, "Test case", postop, ct)
+        case_pipeline.postop_to_scene(slicer.mrmlScene, "Test case", postop, ct)  # replaces, never piles up
+        self.assertEqual(len(slicer.util.getNodes("L lead*")), 1)
+        nodes = {name: slicer.mrmlScene.GetFirstNodeByName(name) for name in
+                 ("L lead", "L contacts", postop_nodes.TIPS_NODE, postop_nodes.TABLE_NODE, postop_nodes.TRANSFORM_NODE)}
+        for name, node in nodes.items():
+            self.assertEqual(folder_of(slicer.mrmlScene, node), "Test case", name)
+        self.assertEqual(nodes["L contacts"].GetNthControlPointLabel(3), "L C3")
+        self.assertIs(ct.GetParentTransformNode(), nodes[postop_nodes.TRANSFORM_NODE])
+        self.assertAlmostEqual(postop_nodes.error_rows(postop)[0]["Euclidean (mm)"], 1.2)
         self.delayDisplay("Test passed")

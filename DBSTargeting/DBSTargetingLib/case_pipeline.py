@@ -2,8 +2,10 @@
 
 Steps, each usable alone: the MRI (a node) -> segmentation (a :class:`SegmentationJob` in a child
 process, or a given label map) -> segmentation node with surfaces and models -> plan dict (the same
-dict as ``dbs-plan plan`` writes to ``plan.json``) -> markups, lines and table -> ``plan.json`` and an
-``.mrb`` scene. Every node of a case goes into one subject-hierarchy folder named after the case.
+dict as ``dbs-plan plan`` writes to ``plan.json``) -> markups, lines and table -> post-operative CT
+evaluated against the plan (a :class:`PostopJob` in a child process) -> lead models, contacts, error
+table and fusion transform -> ``plan.json``, ``postop.json`` and an ``.mrb`` scene. Every node of a
+case goes into one subject-hierarchy folder named after the case.
 """
 from __future__ import annotations
 
@@ -15,10 +17,11 @@ from DBSSegmentationLogic.atomic import write_json_atomic
 from DBSSegmentationLogic.exceptions import DBSInputError
 from DBSSegmentationLogic.imageio import Volume
 
-from . import plan_nodes, scene_files, segmentation_nodes
+from . import plan_nodes, postop_nodes, scene_files, segmentation_nodes
 from .mrml_glue import volume_from_volume_node
+from .postop_job import PostopJob
 from .segmentation_job import SegmentationJob
-from .subject_hierarchy import case_folder, place_in_folder
+from .subject_hierarchy import case_folder, find_case_folder, nodes_in_folder, place_in_folder
 
 SEGMENTATION_NODE = "Structures"
 
@@ -43,25 +46,27 @@ def plan_dict(labels: Volume, landmarks_ras: Optional[dict], settings: PlanSetti
     """The case plan (``plan.json`` content) from a label map and AC/PC/midline (``None``: found by
     registration of ``mri`` to the template). Sides whose nuclei carry quality flags are blocked,
     as in ``dbs-plan plan``."""
+    from DBSSegmentationLogic import localization
     from DBSSegmentationLogic.acpc import AcpcSpace
     from DBSSegmentationLogic.planning import plan_with_quality
 
     if landmarks_ras is None:
         if mri is None:
             raise DBSInputError("give AC, PC and the midline point, or the MRI to find them automatically")
-        from DBSSegmentationLogic.localization import register_to_template
-
-        located = register_to_template(mri)
+        located = localization.register_to_template(mri)
         landmarks_ras = {"ac": located.ac_ras, "pc": located.pc_ras, "midline": located.midline_ras}
         source = "automatic (registration to the CIT168 template)"
     else:
+        located = localization.from_user_landmarks(landmarks_ras["ac"], landmarks_ras["pc"], landmarks_ras["midline"])
         source = "user"
     acpc = AcpcSpace.from_landmarks(landmarks_ras["ac"], landmarks_ras["pc"], landmarks_ras["midline"])
     plan = plan_with_quality(
         labels, acpc, settings.target_kind, mounting=settings.mounting, entries_ras=settings.entries_ras or None,
         level_mm=settings.level_mm, d_ratio=settings.d_ratio, e_ratio=settings.e_ratio,
+        template_to_image_ras=located.template_to_input_ras,
     )
     plan["landmark_source"] = source
+    plan["localization"] = located.to_dict()
     return plan
 
 
@@ -98,12 +103,76 @@ def run_segmentation(mri_node, device: str = "auto", landmarks_ras: Optional[dic
         job.cleanup()
 
 
-def save_case(scene, plan: dict, out_dir, case_name: str) -> dict:
-    """``plan.json`` and ``<case>.mrb`` in ``out_dir`` (each written atomically). Returns their paths."""
+def plan_in_scene(scene, case_name: str) -> Optional[dict]:
+    """The latest plan shown in the case folder (kept on its coordinate table), or ``None``: a plan
+    survives saving and reloading the scene."""
+    import json
+
+    folder = find_case_folder(scene, case_name)
+    if not folder:
+        return None
+    plans = [node.GetAttribute(plan_nodes.PLAN_ATTRIBUTE) for node in nodes_in_folder(scene, folder)
+             if node.IsA("vtkMRMLTableNode") and node.GetAttribute(plan_nodes.PLAN_ATTRIBUTE)]
+    return json.loads(plans[-1]) if plans else None
+
+
+def postop_ct_volume(ct_node) -> Volume:
+    """The post-operative CT as loaded: under the case's fusion transform (an earlier evaluation) its
+    own geometry, so the new fusion does not start from the old one; any other linear transform of
+    the user is folded in, as for every volume."""
+    if ct_node is None:
+        raise DBSInputError("select the post-operative CT first")
+    return volume_from_volume_node(ct_node, world=not postop_nodes.is_postop_node(ct_node.GetParentTransformNode()))
+
+
+def postop_job(plan: dict, ct_node, mri_node=None, preop_ct_node=None, sources: Optional[dict] = None,
+               **job_options) -> PostopJob:
+    """A (not yet started) :class:`PostopJob` for the nodes of a case. The result names the images
+    by their nodes and the plan as ``plan.json`` (as :func:`save_case` writes it beside
+    ``postop.json``), unless ``sources`` says otherwise."""
+    volume = postop_ct_volume(ct_node)
+    named = {"plan": "plan.json", "ct": ct_node.GetName()}
+    if mri_node is not None:
+        named["mri"] = mri_node.GetName()
+    if preop_ct_node is not None:
+        named["preop_ct"] = preop_ct_node.GetName()
+    return PostopJob(
+        plan, volume,
+        mri=None if mri_node is None else volume_from_volume_node(mri_node),
+        preop_ct=None if preop_ct_node is None else volume_from_volume_node(preop_ct_node),
+        sources={**named, **(sources or {})},
+        **job_options,
+    )
+
+
+def run_postop(plan: dict, ct_node, mri_node=None, preop_ct_node=None, on_line: Optional[Callable] = None,
+               **job_options) -> dict:
+    """Blocking post-operative evaluation in a child process; returns the ``postop.json`` dict
+    (raises with the child's one-line reason on failure). Leaves no file behind."""
+    job = postop_job(plan, ct_node, mri_node, preop_ct_node, **job_options)
+    job.start()
+    try:
+        job.wait(on_line=on_line)
+        return job.outputs()
+    finally:
+        job.cleanup()
+
+
+def postop_to_scene(scene, case_name: str, postop: dict, ct_node=None) -> dict:
+    """Lead models, contacts, tips, error table and fusion transform in the case folder (replacing an
+    earlier evaluation's); ``ct_node`` goes under the fusion transform."""
+    return postop_nodes.postop_to_nodes(scene, postop, case_folder(scene, case_name), ct_node)
+
+
+def save_case(scene, plan: dict, out_dir, case_name: str, postop: Optional[dict] = None) -> dict:
+    """``plan.json``, ``postop.json`` (when given) and ``<case>.mrb`` in ``out_dir`` (each written
+    atomically). Returns their paths."""
     out_dir = Path(out_dir)
-    plan_path = write_json_atomic(out_dir / "plan.json", plan)
-    scene_path = scene_files.save_mrb(scene, out_dir / f"{_file_name(case_name)}.mrb")
-    return {"plan": plan_path, "scene": scene_path}
+    paths = {"plan": write_json_atomic(out_dir / "plan.json", plan)}
+    if postop is not None:
+        paths["postop"] = write_json_atomic(out_dir / "postop.json", postop)
+    paths["scene"] = scene_files.save_mrb(scene, out_dir / f"{_file_name(case_name)}.mrb")
+    return paths
 
 
 def _file_name(case_name: str) -> str:

@@ -50,6 +50,20 @@ def vtk_matrix_from_array(matrix) -> vtk.vtkMatrix4x4:
     return vtk_matrix
 
 
+def remove_node(scene, node) -> None:
+    """Remove ``node`` from ``scene`` with its display nodes, its storage node and its subject-hierarchy item."""
+    from .subject_hierarchy import remove_item_of
+
+    remove_item_of(scene, node)
+    if node.IsA("vtkMRMLDisplayableNode"):
+        for display in [node.GetNthDisplayNode(index) for index in range(node.GetNumberOfDisplayNodes())]:
+            if display is not None:
+                scene.RemoveNode(display)
+    if node.IsA("vtkMRMLStorableNode") and node.GetStorageNode() is not None:
+        scene.RemoveNode(node.GetStorageNode())
+    scene.RemoveNode(node)
+
+
 def _parent_to_world(node) -> np.ndarray:
     """4x4 matrix from the node's local coordinates to world RAS; raises for a non-linear transform."""
     transform_node = node.GetParentTransformNode()
@@ -117,11 +131,12 @@ def volume_node_from_volume(scene, volume: Volume, name: str, label_map: bool = 
     return node
 
 
-def volume_from_volume_node(node) -> Volume:
+def volume_from_volume_node(node, world: bool = True) -> Volume:
     """A copy of a scalar volume node's voxels and its geometry in world RAS.
 
     A linear parent transform is folded into ``ijk_to_ras`` (so positions are world RAS, as everywhere
-    in the logic); a non-linear one raises :class:`DBSInputError`.
+    in the logic); a non-linear one raises :class:`DBSInputError`. With ``world=False`` the parent
+    transform is left out: the geometry is the node's own (as the volume was loaded).
     """
     if node is None:
         raise DBSInputError("no volume selected")
@@ -138,7 +153,7 @@ def volume_from_volume_node(node) -> Volume:
 
     ijk_to_local = vtk.vtkMatrix4x4()
     node.GetIJKToRASMatrix(ijk_to_local)
-    ijk_to_ras = _parent_to_world(node) @ matrix_from_vtk(ijk_to_local)
+    ijk_to_ras = (_parent_to_world(node) if world else np.eye(4)) @ matrix_from_vtk(ijk_to_local)
     return Volume(array, ijk_to_ras)
 
 

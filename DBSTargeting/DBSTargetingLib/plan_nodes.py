@@ -46,7 +46,8 @@ def indirect_label(side: str, kind: str) -> str:
     return f"{side[0].upper()} {_NUCLEUS_NAMES.get(kind, kind.upper())} indirect"
 
 
-def _point_list(scene, name: str, points: dict, folder_item: int, locked: bool = True):
+def point_list(scene, name: str, points: dict, folder_item: int, locked: bool = True):
+    """Point list ``name`` with one labelled control point per ``{label: ras}`` item, in ``folder_item``."""
     node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
     for label, ras in points.items():
         node.AddControlPoint(vtk.vtkVector3d(*map(float, ras)), label)
@@ -98,24 +99,32 @@ def _row(point, kind, ras, acpc, leksell, ring, arc, setting) -> dict:
     return {name: value for (name, _), value in zip(TABLE_COLUMNS, values)}
 
 
-def coordinate_table(scene, plan: dict, folder_item: int):
-    """Table node with :func:`coordinate_rows`; the plan's JSON is kept in ``PLAN_ATTRIBUTE``."""
-    node = scene.AddNewNodeByClass("vtkMRMLTableNode", TABLE_NODE)
+def table_node(scene, name: str, columns, rows: list[dict], folder_item: int, attributes: dict | None = None):
+    """Locked table node ``name`` in ``folder_item``: ``columns`` as ``TABLE_COLUMNS`` ((name, "string" |
+    "double"), …), one row per dict of ``rows`` (keyed by column name; ``None`` numbers become NaN)."""
+    node = scene.AddNewNodeByClass("vtkMRMLTableNode", name)
     table = node.GetTable()
-    rows = coordinate_rows(plan)
-    for name, kind in TABLE_COLUMNS:
+    for column_name, kind in columns:
         column = vtk.vtkStringArray() if kind == "string" else vtk.vtkDoubleArray()
-        column.SetName(name)
+        column.SetName(column_name)
         column.SetNumberOfTuples(len(rows))
         for index, row in enumerate(rows):
-            column.SetValue(index, row[name] if kind == "string" else float(row[name]))
+            value = row[column_name]
+            column.SetValue(index, str(value) if kind == "string" else (math.nan if value is None else float(value)))
         table.AddColumn(column)
     node.SetUseColumnTitleAsColumnHeader(True)
     node.SetLocked(True)
-    node.SetAttribute(PLAN_ATTRIBUTE, json.dumps(plan))
+    for key, value in (attributes or {}).items():
+        node.SetAttribute(key, value)
     node.Modified()
     place_in_folder(scene, node, folder_item)
     return node
+
+
+def coordinate_table(scene, plan: dict, folder_item: int):
+    """Table node with :func:`coordinate_rows`; the plan's JSON is kept in ``PLAN_ATTRIBUTE``."""
+    return table_node(scene, TABLE_NODE, TABLE_COLUMNS, coordinate_rows(plan), folder_item,
+                      {PLAN_ATTRIBUTE: json.dumps(plan)})
 
 
 def table_rows(node) -> list[dict]:
@@ -142,9 +151,9 @@ def plan_to_nodes(scene, plan: dict, folder_item: int) -> dict:
     acpc = plan["acpc"]
     landmarks = {"AC": acpc["ac_ras"], "PC": acpc["pc_ras"], "Midline": acpc["midline_ras"], "MCP": acpc["mcp_ras"]}
     nodes = {
-        "targets": _point_list(scene, TARGETS_NODE, targets, folder_item),
-        "indirect": _point_list(scene, INDIRECT_NODE, indirect, folder_item),
-        "landmarks": _point_list(scene, LANDMARKS_NODE, landmarks, folder_item),
+        "targets": point_list(scene, TARGETS_NODE, targets, folder_item),
+        "indirect": point_list(scene, INDIRECT_NODE, indirect, folder_item),
+        "landmarks": point_list(scene, LANDMARKS_NODE, landmarks, folder_item),
         "trajectories": [_trajectory_line(scene, trajectory, folder_item) for trajectory in plan["trajectories"]],
         "table": coordinate_table(scene, plan, folder_item),
     }

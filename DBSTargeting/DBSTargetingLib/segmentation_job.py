@@ -1,41 +1,36 @@
 """One background segmentation: the logic's ``segment`` command in a child process (DESIGN §7).
 
 Pure Python (no ``slicer``, no Qt). The job writes the MRI into a scratch folder of its own, starts
-``python -m DBSSegmentationLogic segment`` there through :class:`ProcessRunner`, and on success reads
-the label map and the report back as plain data. Whatever the outcome, :meth:`SegmentationJob.cleanup`
-removes the scratch folder, so a cancelled or failed run leaves no file; and since nodes are made
-only from a successful job's result, it leaves no node either.
+``python -m DBSSegmentationLogic segment`` there (the running, polling, cancelling and clean-up are
+those of :class:`~.background_job.BackgroundJob`), and on success reads the label map and the report
+back as plain data. A cancelled or failed run leaves no file and no node.
 
 The GUI calls :meth:`poll` from a timer; batch scripts and tests call :meth:`wait`.
 """
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import sys
-import tempfile
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
-import DBSSegmentationLogic
 from DBSSegmentationLogic.exceptions import DBSInputError
 from DBSSegmentationLogic.imageio import Volume, read_volume, write_volume
-from DBSSegmentationLogic.process_runner import OutputLine, ProcessResult, ProcessRunner
+
+from .background_job import LOGIC_ROOT, BackgroundJob, logic_command  # noqa: F401  (LOGIC_ROOT: kept importable here)
 
 DEVICES = ("auto", "cpu", "cuda")
-
-#: Folder holding the ``DBSSegmentationLogic`` package: the child must import it too.
-LOGIC_ROOT = Path(DBSSegmentationLogic.__file__).resolve().parents[1]
 
 
 def segment_command(python_executable: str) -> list[str]:
     """The logic's segmentation command run by ``python_executable`` (Slicer's own Python in Slicer)."""
-    return [python_executable, "-m", "DBSSegmentationLogic", "segment"]
+    return logic_command(python_executable, "segment")
 
 
-class SegmentationJob:
+class SegmentationJob(BackgroundJob):
     """Segment one MRI in a child process. Make a new job for each run."""
+
+    name = "segmentation"
+    scratch_prefix = "dbs-segmentation-"
 
     def __init__(
         self,
@@ -53,36 +48,22 @@ class SegmentationJob:
             raise DBSInputError(f"device must be one of {', '.join(DEVICES)}, not '{device}'")
         if landmarks_ras is not None and set(landmarks_ras) != {"ac", "pc", "midline"}:
             raise DBSInputError("give AC, PC and the midline point together, or none of them")
+        super().__init__(list(command) if command else segment_command(python_executable), grace_s)
         self.mri = mri
         self.device = device
         self.landmarks_ras = landmarks_ras
         self.threads = threads
-        self.command = list(command) if command else segment_command(python_executable or sys.executable)
-        self.grace_s = grace_s
-        self.scratch: Optional[Path] = None
-        self.runner: Optional[ProcessRunner] = None
 
-    # --- running ----------------------------------------------------------------------------------
-
-    def start(self) -> "SegmentationJob":
-        self.scratch = Path(tempfile.mkdtemp(prefix="dbs-segmentation-"))
-        try:
-            mri_path = write_volume(self.mri, self.scratch / "mri.nii.gz")
-            arguments = [
-                "--input", str(mri_path), "--output", str(self.labels_path), "--json", str(self.report_path),
-                "--device", self.device, "--threads", str(self.threads),
-            ]
-            if self.landmarks_ras is not None:
-                for name in ("ac", "pc", "midline"):
-                    arguments += [f"--{name}", *(f"{value:.6f}" for value in self.landmarks_ras[name])]
-            env = dict(os.environ)
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(LOGIC_ROOT), env.get("PYTHONPATH")]))
-            self.runner = ProcessRunner([*self.command, *arguments], cwd=self.scratch, env=env, grace_s=self.grace_s)
-            self.runner.start()
-        except BaseException:
-            self.cleanup()
-            raise
-        return self
+    def write_inputs(self, scratch: Path) -> list[str]:
+        mri_path = write_volume(self.mri, scratch / "mri.nii.gz")
+        arguments = [
+            "--input", str(mri_path), "--output", str(self.labels_path), "--json", str(self.report_path),
+            "--device", self.device, "--threads", str(self.threads),
+        ]
+        if self.landmarks_ras is not None:
+            for name in ("ac", "pc", "midline"):
+                arguments += [f"--{name}", *(f"{value:.6f}" for value in self.landmarks_ras[name])]
+        return arguments
 
     @property
     def labels_path(self) -> Path:
@@ -91,27 +72,6 @@ class SegmentationJob:
     @property
     def report_path(self) -> Path:
         return self.scratch / "labels.json"
-
-    @property
-    def progress(self) -> tuple[float, str]:
-        return self.runner.progress if self.runner else (0.0, "")
-
-    @property
-    def result(self) -> Optional[ProcessResult]:
-        return self.runner.result if self.runner else None
-
-    def poll(self) -> list[OutputLine]:
-        return self.runner.poll()
-
-    def wait(self, on_line: Optional[Callable[[OutputLine], None]] = None, timeout_s: Optional[float] = None) -> ProcessResult:
-        return self.runner.wait(timeout_s=timeout_s, on_line=on_line)
-
-    def cancel(self) -> None:
-        """Kill the child's whole process tree and remove the scratch folder."""
-        if self.runner is not None:
-            self.runner.cancel()
-            self.runner.wait(timeout_s=5)
-        self.cleanup()
 
     # --- results ----------------------------------------------------------------------------------
 
@@ -123,7 +83,3 @@ class SegmentationJob:
         labels = read_volume(self.labels_path)
         report = json.loads(self.report_path.read_text(encoding="utf-8")) if self.report_path.is_file() else {}
         return labels, report
-
-    def cleanup(self) -> None:
-        if self.scratch is not None:
-            shutil.rmtree(self.scratch, ignore_errors=True)

@@ -17,7 +17,7 @@ from DBSSegmentationLogic import labels as label_codes
 from DBSSegmentationLogic.exceptions import DBSInputError
 from DBSSegmentationLogic.imageio import Volume
 
-from .mrml_glue import volume_from_volume_node, volume_node_from_volume
+from .mrml_glue import remove_node, volume_from_volume_node, volume_node_from_volume
 from .subject_hierarchy import place_in_folder
 
 #: Name of the colour table node holding our label codes, names and colours.
@@ -57,14 +57,6 @@ def color_table_node(scene):
     return node
 
 
-def _remove_with_display_and_storage(scene, node) -> None:
-    for index in range(node.GetNumberOfDisplayNodes()):
-        scene.RemoveNode(node.GetNthDisplayNode(index))
-    if node.GetStorageNode() is not None:
-        scene.RemoveNode(node.GetStorageNode())
-    scene.RemoveNode(node)
-
-
 def segmentation_node_from_labels(scene, labels: Volume, name: str, reference_volume_node=None):
     """A new segmentation node with one segment per structure present in ``labels``.
 
@@ -84,10 +76,10 @@ def segmentation_node_from_labels(scene, labels: Volume, name: str, reference_vo
         node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
         node.CreateDefaultDisplayNodes()
         if not vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(label_node, node, ""):
-            _remove_with_display_and_storage(scene, node)
+            remove_node(scene, node)
             raise DBSInputError(f"the label map could not be imported into segmentation '{name}'")
     finally:
-        _remove_with_display_and_storage(scene, label_node)
+        remove_node(scene, label_node)
     segmentation = node.GetSegmentation()
     for segment_id in list(segmentation.GetSegmentIDs()):
         segment = segmentation.GetSegment(segment_id)
@@ -133,7 +125,7 @@ def labels_from_segmentation_node(scene, node, reference_volume_node) -> Volume:
             raise DBSInputError(f"segmentation '{node.GetName()}' could not be exported to a label map")
         return volume_from_volume_node(label_node)
     finally:
-        _remove_with_display_and_storage(scene, label_node)
+        remove_node(scene, label_node)
 
 
 def show_closed_surfaces(node) -> None:

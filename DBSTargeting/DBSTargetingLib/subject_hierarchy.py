@@ -15,14 +15,19 @@ def _hierarchy(scene):
     return hierarchy
 
 
+def find_case_folder(scene, case_name: str) -> int:
+    """Item ID of the top-level folder named ``case_name``, or 0 when there is none."""
+    hierarchy = _hierarchy(scene)
+    return hierarchy.GetItemChildWithName(hierarchy.GetSceneItemID(), case_name) or 0
+
+
 def case_folder(scene, case_name: str) -> int:
     """Item ID of the top-level folder named ``case_name`` (made when missing)."""
-    hierarchy = _hierarchy(scene)
-    scene_item = hierarchy.GetSceneItemID()
-    item = hierarchy.GetItemChildWithName(scene_item, case_name)
+    item = find_case_folder(scene, case_name)
     if item:
         return item
-    return hierarchy.CreateFolderItem(scene_item, case_name)
+    hierarchy = _hierarchy(scene)
+    return hierarchy.CreateFolderItem(hierarchy.GetSceneItemID(), case_name)
 
 
 def place_in_folder(scene, node, folder_item: int) -> int:
@@ -34,6 +39,15 @@ def place_in_folder(scene, node, folder_item: int) -> int:
     if hierarchy.GetItemParent(item) != folder_item:
         hierarchy.SetItemParent(item, folder_item)
     return item
+
+
+def remove_item_of(scene, node) -> None:
+    """Remove the subject-hierarchy item of ``node`` (not the node itself). Inside Slicer removing a
+    node also removes its item; a bare MRML scene keeps the stale item, so removal goes through here."""
+    hierarchy = _hierarchy(scene)
+    item = hierarchy.GetItemByDataNode(node)
+    if item:
+        hierarchy.RemoveItem(item, False, False)  # keep the data node (removed by the caller), keep children
 
 
 def nodes_in_folder(scene, folder_item: int) -> list:

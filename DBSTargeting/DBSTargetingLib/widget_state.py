@@ -7,10 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: Post-operative evaluation needs the logic's CT fusion and lead localization, not wired yet.
-POSTOP_AVAILABLE = False
-
-
 @dataclass(frozen=True)
 class PanelInputs:
     has_mri: bool = False
@@ -20,6 +16,7 @@ class PanelInputs:
     has_plan: bool = False
     has_postop_ct: bool = False
     segmentation_running: bool = False
+    postop_running: bool = False
 
 
 @dataclass(frozen=True)
@@ -29,11 +26,16 @@ class ButtonState:
 
 
 def button_states(inputs: PanelInputs) -> dict[str, ButtonState]:
-    """``{button name: ButtonState}`` for the segment, cancel, plan, frame and post-op buttons."""
-    running = inputs.segmentation_running
-    busy = "Wait for the running segmentation to finish, or cancel it."
+    """``{button name: ButtonState}`` for the segment, cancel, plan, frame, post-op and post-op cancel
+    buttons. One background process at a time: while one runs, the others' buttons wait."""
+    if inputs.segmentation_running:
+        busy = "Wait for the running segmentation to finish, or cancel it."
+    elif inputs.postop_running:
+        busy = "Wait for the running post-operative evaluation to finish, or cancel it."
+    else:
+        busy = ""
 
-    if running:
+    if busy:
         segment = ButtonState(False, busy)
     elif not inputs.has_mri:
         segment = ButtonState(False, "Select the pre-operative MRI in Inputs first.")
@@ -42,10 +44,10 @@ def button_states(inputs: PanelInputs) -> dict[str, ButtonState]:
                               + (" (AC, PC and midline from the selected points)." if inputs.has_landmarks
                                  else " (AC, PC and midline found automatically)."))
 
-    cancel = (ButtonState(True, "Stop the segmentation; the scene is left as it was.") if running
+    cancel = (ButtonState(True, "Stop the segmentation; the scene is left as it was.") if inputs.segmentation_running
               else ButtonState(False, "No segmentation is running."))
 
-    if running:
+    if busy:
         plan = ButtonState(False, busy)
     elif not inputs.has_mri:
         plan = ButtonState(False, "Select the pre-operative MRI in Inputs first.")
@@ -60,13 +62,20 @@ def button_states(inputs: PanelInputs) -> dict[str, ButtonState]:
         frame = ButtonState(False, "Select the point list holding AC, PC, midline, target and entry"
                                    " (target and entry may be in a second list).")
 
-    if not POSTOP_AVAILABLE:
-        postop = ButtonState(False, "Post-operative evaluation is not available in this version of the module.")
-    elif not inputs.has_postop_ct:
-        postop = ButtonState(False, "Select the post-operative CT in Inputs first.")
+    if busy:
+        postop = ButtonState(False, busy)
+    elif not inputs.has_mri:
+        postop = ButtonState(False, "Select the pre-operative MRI in Inputs first: the CT is fused to it.")
     elif not inputs.has_plan:
         postop = ButtonState(False, "Plan the case first: the electrode error is measured against the plan.")
+    elif not inputs.has_postop_ct:
+        postop = ButtonState(False, "Select the post-operative CT in Inputs first.")
     else:
-        postop = ButtonState(True, "Find the electrodes on the post-operative CT and measure their error.")
+        postop = ButtonState(True, "Fuse the post-operative CT to the MRI, find the electrodes and measure their"
+                                   " error against the plan, in a background process.")
 
-    return {"segment": segment, "cancel": cancel, "plan": plan, "frame": frame, "postop": postop}
+    postop_cancel = (ButtonState(True, "Stop the post-operative evaluation; the scene is left as it was.")
+                     if inputs.postop_running else ButtonState(False, "No post-operative evaluation is running."))
+
+    return {"segment": segment, "cancel": cancel, "plan": plan, "frame": frame, "postop": postop,
+            "postop_cancel": postop_cancel}

@@ -161,7 +161,8 @@ def test_batch_script_writes_a_scene_that_reloads_within_0_01_mm_of_plan_json(mo
 
 @pytest.mark.parametrize(
     ("extra", "message"),
-    [(["--postop-ct", "ct.nii.gz"], "not available"), (["--d-ratio", "0.1"], "both the D and the E ratio")],
+    [(["--preop-ct", "ct.nii.gz"], "only with --ct"), (["--lead-model", "medtronic-3387"], "only with --ct"),
+     (["--d-ratio", "0.1"], "both the D and the E ratio")],
 )
 def test_batch_script_fails_with_exit_code_2_and_one_line(module, mrml, tmp_path, capsys, extra, message):
     batch = _batch_script()

@@ -352,7 +352,7 @@ def test_sample_case_landmarks_load_in_slicer_as_the_logic_reads_them(mrml):
 def test_glue_needs_neither_slicer_util_nor_qt():
     """The glue must import outside the Slicer app: only vtk, numpy and the logic package."""
     code = (
-        "import sys, DBSTargetingLib.mrml_glue\n"
+        "import sys, DBSTargetingLib.mrml_glue, DBSTargetingLib.postop_nodes\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('slicer', 'qt', 'ctk', 'PythonQt'))\n"
         "assert not bad, bad\n"
     )

@@ -10,7 +10,7 @@ from DBSTargetingLib.widget_state import PanelInputs, button_states
 
 def test_everything_waits_for_its_inputs():
     states = button_states(PanelInputs())
-    for name in ("segment", "cancel", "plan", "frame", "postop"):
+    for name in ("segment", "cancel", "plan", "frame", "postop", "postop_cancel"):
         assert not states[name].enabled, name
         assert states[name].tooltip, name
     assert "pre-operative MRI" in states["segment"].tooltip
@@ -34,9 +34,33 @@ def test_running_segmentation_blocks_segment_and_plan_but_allows_cancel():
     assert not states["plan"].enabled
 
 
-def test_postop_says_why_it_is_off():
-    states = button_states(PanelInputs(has_mri=True, has_plan=True, has_postop_ct=True))
-    assert not states["postop"].enabled and "not available" in states["postop"].tooltip
+def test_postop_waits_for_the_mri_a_plan_and_the_ct():
+    def postop(**inputs):
+        return button_states(PanelInputs(**inputs))["postop"]
+
+    assert not postop(has_plan=True, has_postop_ct=True).enabled
+    assert "pre-operative MRI" in postop(has_plan=True, has_postop_ct=True).tooltip
+    assert not postop(has_mri=True, has_segmentation=True, has_postop_ct=True).enabled
+    assert "Plan the case first" in postop(has_mri=True, has_segmentation=True, has_postop_ct=True).tooltip
+    assert not postop(has_mri=True, has_plan=True).enabled
+    assert "post-operative CT" in postop(has_mri=True, has_plan=True).tooltip
+    ready = postop(has_mri=True, has_plan=True, has_postop_ct=True)
+    assert ready.enabled and "measure their error against the plan" in ready.tooltip
+
+
+def test_one_background_process_at_a_time():
+    ready = dict(has_mri=True, has_segmentation=True, has_plan=True, has_postop_ct=True)
+    running_postop = button_states(PanelInputs(**ready, postop_running=True))
+    assert running_postop["postop_cancel"].enabled and "scene is left as it was" in running_postop["postop_cancel"].tooltip
+    for name in ("segment", "plan", "postop"):
+        assert not running_postop[name].enabled
+        assert "post-operative evaluation" in running_postop[name].tooltip and "cancel it" in running_postop[name].tooltip
+    assert not running_postop["cancel"].enabled  # the segmentation's cancel: no segmentation runs
+
+    running_segmentation = button_states(PanelInputs(**ready, segmentation_running=True))
+    assert not running_segmentation["postop"].enabled and "segmentation" in running_segmentation["postop"].tooltip
+    assert not running_segmentation["postop_cancel"].enabled
+    assert "No post-operative evaluation is running" in running_segmentation["postop_cancel"].tooltip
 
 
 def _finder(present):
@@ -89,6 +113,13 @@ def test_failed_install_says_offline_and_restart():
     with pytest.raises(MissingDependencies, match="offline") as caught:
         ensure_packages(confirm=lambda q: True, pip_install=offline, find_spec=_finder(set()))
     assert "Could not reach pypi.org" in str(caught.value) and "restart" in str(caught.value)
+
+
+def test_matplotlib_is_asked_for_only_by_the_steps_that_draw_figures():
+    present = _finder({"scipy", "skimage", "SimpleITK"})
+    ensure_packages(interactive=False, find_spec=present)  # segmentation and planning: no figures
+    with pytest.raises(MissingDependencies, match=r"slicer.util.pip_install\('matplotlib>=3.6'\)"):
+        ensure_packages(interactive=False, find_spec=present, needs_figures=True)
 
 
 def test_missing_packages_lists_torch_first():

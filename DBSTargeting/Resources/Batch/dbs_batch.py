@@ -1,14 +1,18 @@
-"""DBS Targeting in Slicer batch mode: segment, plan, save the scene (.mrb) and plan.json.
+"""DBS Targeting in Slicer batch mode: segment, plan, evaluate the post-operative CT, save the scene (.mrb).
 
     Slicer --no-main-window --python-script dbs_batch.py -- \
         --mri T1.nii.gz --out OUT_DIR [--labels LABELS.nii.gz] [--markups LANDMARKS.mrk.json] \
         [--target stn|psa|gpi] [--d-ratio D --e-ratio E] [--mounting lateral-right|...] \
-        [--device auto|cpu|cuda] [--case NAME] [--postop-ct CT.nii.gz]
+        [--device auto|cpu|cuda] [--case NAME] \
+        [--ct POSTOP_CT.nii.gz [--preop-ct PREOP_CT.nii.gz] [--lead-model medtronic-3389|...]]
 
 Without --labels the MRI is segmented by the module's background process (blocking here); without
---markups AC, PC and the midline point are found automatically. Writes OUT_DIR/plan.json and
-OUT_DIR/<case>.mrb (every node in one subject-hierarchy folder named after the case). No dialog ever
-opens. Exit codes as the command line's: 0 ok, 2 bad input, 3 internal failure.
+--markups AC, PC and the midline point are found automatically. With --ct the post-operative CT is
+fused to the MRI (or to --preop-ct, registered to the MRI) after planning, the leads are found and
+their error against the plan measured (``dbs-plan postop`` in a background process). Writes
+OUT_DIR/plan.json, OUT_DIR/postop.json (with --ct) and OUT_DIR/<case>.mrb (every node in one
+subject-hierarchy folder named after the case). No dialog ever opens. Exit codes as the command
+line's: 0 ok, 2 bad input, 3 internal failure; nothing is written unless every step succeeded.
 """
 from __future__ import annotations
 
@@ -20,6 +24,8 @@ EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERNAL_ERROR = 0, 2, 3
 
 
 def parse_arguments(argv):
+    from DBSSegmentationLogic.leads import DEFAULT_LEAD, LEAD_MODELS
+
     if argv and argv[0] == "--":
         argv = argv[1:]
     parser = argparse.ArgumentParser(prog="dbs_batch.py", description=__doc__.split("\n\n")[0])
@@ -34,7 +40,11 @@ def parse_arguments(argv):
                         choices=("lateral-right", "lateral-left", "sagittal-anterior", "sagittal-posterior"))
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--case", default="Case", help="case name: folder in the scene and name of the .mrb")
-    parser.add_argument("--postop-ct", help="post-operative CT (electrode error; not available yet)")
+    parser.add_argument("--ct", "--postop-ct", dest="ct",
+                        help="post-operative CT: after planning, find the leads and measure their error (postop.json)")
+    parser.add_argument("--preop-ct", help="pre-operative CT registered to the MRI: the post-operative CT is fused to it")
+    parser.add_argument("--lead-model", choices=sorted(LEAD_MODELS),
+                        help=f"implanted lead model, with --ct (default {DEFAULT_LEAD})")
     return parser.parse_args(argv)
 
 
@@ -49,11 +59,11 @@ def run(args, scene, logic, pipeline) -> int:
     from DBSTargetingLib.subject_hierarchy import case_folder, place_in_folder
 
     try:
-        if args.postop_ct:
-            raise DBSInputError("post-operative evaluation is not available in this version: leave out --postop-ct")
+        if (args.preop_ct or args.lead_model) and not args.ct:
+            raise DBSInputError("--preop-ct and --lead-model are used only with --ct (post-operative evaluation)")
         settings = pipeline.PlanSettings(target_kind=args.target, mounting=args.mounting,
                                          d_ratio=args.d_ratio, e_ratio=args.e_ratio)
-        logic.ensureDependencies(interactive=False, needsTorch=not args.labels)
+        logic.ensureDependencies(interactive=False, needsTorch=not args.labels, needsFigures=bool(args.ct))
         folder = case_folder(scene, args.case)
         mri_node = volume_node_from_volume(scene, read_volume(args.mri), "MRI")
         place_in_folder(scene, mri_node, folder)
@@ -70,9 +80,23 @@ def run(args, scene, logic, pipeline) -> int:
                                          onLine=lambda line: print(line.text, flush=True))
         plan = logic.planCase(mri_node, segmentation, landmarks_node, settings, args.case)
         plan["mri"] = str(args.mri)
-        paths = logic.saveCase(plan, args.out, args.case)
         print(logic.casePlanText(plan), flush=True)
-        print(f"Plan: {paths['plan']}\nScene: {paths['scene']}", flush=True)
+        postop = None
+        if args.ct:
+            ct_node = volume_node_from_volume(scene, read_volume(args.ct), "Post-op CT")
+            place_in_folder(scene, ct_node, folder)
+            preop_ct_node = None
+            if args.preop_ct:
+                preop_ct_node = volume_node_from_volume(scene, read_volume(args.preop_ct), "Pre-op CT")
+                place_in_folder(scene, preop_ct_node, folder)
+            sources = {"plan": "plan.json", "ct": str(args.ct), "mri": str(args.mri)}
+            if args.preop_ct:
+                sources["preop_ct"] = str(args.preop_ct)
+            postop = logic.postop(mri_node, ct_node, plan, preop_ct_node, args.case, leadModel=args.lead_model,
+                                  onLine=lambda line: print(line.text, flush=True), sources=sources)
+            print(logic.postopText(postop), flush=True)
+        paths = logic.saveCase(plan, args.out, args.case, postop)
+        print("\n".join(f"{kind.capitalize()}: {path}" for kind, path in paths.items()), flush=True)
         return EXIT_OK
     except DBSInputError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
