@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -26,6 +27,23 @@ def atomic_output(path, suffix: str = ""):
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+@contextlib.contextmanager
+def staged_output_folder(out):
+    """Yield a temporary folder beside ``out``; on success every file in it is moved into ``out``
+    (created if needed, other files there kept), else nothing in ``out`` changes. The staging folder
+    is always removed. Commands writing several files use it so a failed run leaves no mix."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
+    try:
+        yield staging
+        out.mkdir(parents=True, exist_ok=True)
+        for produced in sorted(staging.iterdir()):
+            produced.replace(out / produced.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _current_umask() -> int:

@@ -9,15 +9,13 @@ leaves a half plan or spoils an earlier one.
 """
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from .acpc import AcpcSpace
-from .atomic import write_json_atomic
+from .atomic import staged_output_folder, write_json_atomic
 from .exceptions import DBSInputError
 from .frame import MOUNTINGS, TRANSFORM_FILE_CONVENTIONS, read_image_to_frame_transform
 from .imageio import read_volume, write_volume
@@ -89,9 +87,7 @@ def run_plan(args) -> int:
 
     from . import report
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
-    try:
+    with staged_output_folder(out) as staging:
         progress(0.75, "drawing figures")
         figures = {"axial construction": report.axial_construction_figure(mri, labels, acpc, plan_dict, staging / "axial_construction.png")}
         for trajectory in plan_dict["trajectories"]:
@@ -109,11 +105,6 @@ def run_plan(args) -> int:
         plan_dict["elapsed_s"] = round(time.perf_counter() - started, 2)
         write_json_atomic(staging / "plan.json", plan_dict)
         (staging / "report.md").write_text(report.markdown_report(plan_dict, figures, quality), encoding="utf-8")
-        out.mkdir(parents=True, exist_ok=True)
-        for produced in sorted(staging.iterdir()):
-            produced.replace(out / produced.name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     progress(1.00, "done")
     for trajectory in plan_dict["trajectories"]:
         x, y, z = trajectory["set_target_leksell"]

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import json
 import resource
-import shutil
 import signal
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,7 +27,7 @@ import numpy as np
 
 from . import fusion as fusion_logic
 from .acpc import AcpcSpace
-from .atomic import write_json_atomic
+from .atomic import staged_output_folder, write_json_atomic
 from .electrodes import DEFAULT_METAL_THRESHOLD_HU, DetectedLead, check_is_ct, lead_from_points, localize_leads
 from .exceptions import DBSInputError
 from .frame import TRANSFORM_FILE_CONVENTIONS as FRAME_FILE_CONVENTIONS
@@ -354,9 +352,7 @@ def _run(args) -> int:
 
     from . import postop_report
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
-    try:
+    with staged_output_folder(out) as staging:
         progress(0.80, "drawing figures")
         drawn = time.perf_counter()
         centre = (trajectories[leads[0]["side"]]["target_ras"] if leads and leads[0]["side"] in trajectories
@@ -385,11 +381,6 @@ def _run(args) -> int:
         write_json_atomic(staging / "postop.json", result)
         (staging / "report.md").write_text(postop_report.markdown_report(result, figures, acpc, trajectories),
                                            encoding="utf-8")
-        out.mkdir(parents=True, exist_ok=True)
-        for produced in sorted(staging.iterdir()):
-            produced.replace(out / produced.name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     progress(1.00, "done")
     print(f"Fusion: {fusion.method}; overlap {100 * fusion.overlap:.0f}%; {fusion.seconds:.1f} s")
     for lead in leads:
