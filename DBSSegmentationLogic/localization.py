@@ -105,13 +105,19 @@ def _normalised_input(volume: Volume) -> sitk.Image:
     return sitk.Cast(sitk.Clamp((image - float(low)) / float(high - low), sitk.sitkFloat64, 0.0, 1.0), sitk.sitkFloat32)
 
 
-def _registration(fixed, fixed_mask, moving, transform, iterations: int, learning_rate: float):
+def _mutual_information_method(fixed_mask) -> sitk.ImageRegistrationMethod:
+    """Mattes MI (32 bins) on a seeded random sample inside ``fixed_mask``, linear interpolation."""
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMattesMutualInformation(32)
     method.SetMetricSamplingStrategy(method.RANDOM)
     method.SetMetricSamplingPercentage(_SAMPLING_FRACTION, _SAMPLING_SEED)
     method.SetMetricFixedMask(fixed_mask)
     method.SetInterpolator(sitk.sitkLinear)
+    return method
+
+
+def _registration(fixed, fixed_mask, moving, transform, iterations: int, learning_rate: float):
+    method = _mutual_information_method(fixed_mask)
     method.SetOptimizerAsRegularStepGradientDescent(learning_rate, 0.01, iterations, relaxationFactor=0.6,
                                                     gradientMagnitudeTolerance=1e-6)
     method.SetOptimizerScalesFromPhysicalShift()
@@ -121,12 +127,7 @@ def _registration(fixed, fixed_mask, moving, transform, iterations: int, learnin
 
 
 def _metric(fixed, fixed_mask, moving, transform) -> float:
-    method = sitk.ImageRegistrationMethod()
-    method.SetMetricAsMattesMutualInformation(32)
-    method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(_SAMPLING_FRACTION, _SAMPLING_SEED)
-    method.SetMetricFixedMask(fixed_mask)
-    method.SetInterpolator(sitk.sitkLinear)
+    method = _mutual_information_method(fixed_mask)
     method.SetInitialTransform(transform)
     try:
         return float(method.MetricEvaluate(fixed, moving))
