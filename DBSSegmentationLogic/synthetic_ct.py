@@ -88,7 +88,7 @@ def make_phantom_mri(spacing_mm: float = 1.0, field_of_view_mm=(150.0, 180.0, 16
     return Volume(np.clip(image, 0, None).astype(np.float32), ijk_to_phantom)
 
 
-def _lead_intensity(points: np.ndarray, tip: np.ndarray, direction: np.ndarray, model_name: str, length_mm: float) -> np.ndarray:
+def lead_intensity(points: np.ndarray, tip: np.ndarray, direction: np.ndarray, model_name: str, length_mm: float) -> np.ndarray:
     """Metal intensity of one lead (HU above tissue) at phantom points, without blur."""
     model = LEAD_MODELS[model_name]
     relative = points - tip.astype(np.float32)
@@ -143,13 +143,13 @@ def make_postop_ct(
         lead_metal = np.zeros(fine_shape_kji, np.float32)
         near = np.linalg.norm(np.cross(points - tip.astype(np.float32), direction.astype(np.float32)), axis=-1) <= 3.0
         for offset in offsets:
-            lead_metal[near] += _lead_intensity(points[near] + (offset * steps).astype(np.float32), tip, direction,
+            lead_metal[near] += lead_intensity(points[near] + (offset * steps).astype(np.float32), tip, direction,
                                                 model, length_mm=200.0)
         lead_metal /= len(offsets)
         metal += lead_metal
         centres = tip + np.outer(LEAD_MODELS[model].contact_centres_from_tip_mm(), direction)
         truths.append(LeadTruth(lead["side"], tip, direction, centres, model))
-        image += _streaks(points, tip, direction, streak_hu, rng)
+        image += streaks(points, tip, direction, streak_hu, rng)
     sigma_voxels = [blooming_mm / fine_spacing_z, blooming_mm / spacing_mm, blooming_mm / spacing_mm]
     image += ndimage.gaussian_filter(metal, sigma_voxels)
     image = image.reshape(shape_ijk[2], fine_factor, shape_ijk[1], shape_ijk[0]).mean(axis=1)
@@ -168,7 +168,7 @@ def make_postop_ct(
     return SyntheticCT(volume, placed, pose)
 
 
-def _streaks(points: np.ndarray, tip: np.ndarray, direction: np.ndarray, amplitude_hu: float, rng) -> np.ndarray:
+def streaks(points: np.ndarray, tip: np.ndarray, direction: np.ndarray, amplitude_hu: float, rng) -> np.ndarray:
     """Bright and dark bands radiating from the lead in each axial plane, fading with distance."""
     if amplitude_hu <= 0:
         return np.zeros(points.shape[:-1], np.float32)

@@ -45,7 +45,7 @@ from DBSSegmentationLogic.frame import FrameSpace  # noqa: E402
 from DBSSegmentationLogic.imageio import Volume, read_volume, volume_to_sitk, write_volume  # noqa: E402
 from DBSSegmentationLogic.leads import DEFAULT_LEAD, LEAD_MODELS  # noqa: E402
 from DBSSegmentationLogic.placement_error import placement_error  # noqa: E402
-from DBSSegmentationLogic.synthetic_ct import CT_MAX_HU, _lead_intensity, _streaks  # noqa: E402
+from DBSSegmentationLogic.synthetic_ct import CT_MAX_HU, lead_intensity, streaks  # noqa: E402
 from DBSSegmentationLogic.trajectory import Trajectory  # noqa: E402
 
 #: T1 intensity (as a fraction of the brain's 99th percentile) -> HU inside the head.
@@ -199,7 +199,7 @@ def _draw_lead(image: np.ndarray, ijk_to_ras: np.ndarray, tip_ct, direction_ct, 
     near_points = points[near]
     for offset in offsets:
         shift = (ijk_to_ras[:3, :3] @ (offset * np.array([1.0, 1.0, 1.0 / sub_slices]))).astype(np.float32)
-        metal[near] += _lead_intensity(near_points + shift, tip_ct, direction_ct, model_name, length_mm)
+        metal[near] += lead_intensity(near_points + shift, tip_ct, direction_ct, model_name, length_mm)
     metal /= len(offsets)
     sigma = blooming_mm / steps[::-1]
     metal = ndimage.gaussian_filter(metal, sigma)
@@ -258,7 +258,7 @@ def _add_streaks(image, ijk_to_ras, tip_ct, direction_ct, amplitude_hu, rng, hal
     k, j, i = np.meshgrid(np.arange(k_low, k_high), np.arange(j_low, j_high), np.arange(i_low, i_high), indexing="ij")
     points = np.stack([i, j, k], -1).astype(np.float32) @ ijk_to_ras[:3, :3].T.astype(np.float32) \
         + ijk_to_ras[:3, 3].astype(np.float32)
-    bands = _streaks(points, np.asarray(tip_ct, float), np.asarray(direction_ct, float), amplitude_hu, rng)
+    bands = streaks(points, np.asarray(tip_ct, float), np.asarray(direction_ct, float), amplitude_hu, rng)
     image[k_low:k_high, j_low:j_high, i_low:i_high] += bands
 
 
