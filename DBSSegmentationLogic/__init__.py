@@ -1,6 +1,7 @@
-"""DBS targeting logic: pure Python (no ``slicer``, no ``qt``).
+"""DBS targeting logic: pure Python (no ``slicer``, no ``qt``). World coordinates are RAS millimetres.
 
-IO, AC-PC geometry, Leksell frame math, trajectories, placement errors, segmentation and the
-``dbs-plan`` command line. World coordinates are RAS millimetres throughout.
+Subpackages, one concept each (dependencies point one way: io <- geometry <- segmentation/planning/postop
+<- cli): ``io``, ``geometry``, ``segmentation``, ``planning``, ``postop``, ``cli``; apart from the product,
+``training`` and ``simulation``. See docs/architecture.md.
 """
 __version__ = "0.1.0"

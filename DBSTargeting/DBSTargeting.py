@@ -15,7 +15,15 @@ import ctk  # noqa: F401  (Slicer's Qt and CTK bindings, imported as in the modu
 import qt  # noqa: F401
 import slicer
 import vtk
-from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from DBSTargetingLib import case_pipeline, dependencies, mrml_glue, postop_nodes
+from DBSTargetingLib.postop_job import PostopJob
+from DBSTargetingLib.segmentation_job import DEVICES, SegmentationJob
+from DBSTargetingLib.widget_state import PanelInputs, button_states
+from slicer import (
+    vtkMRMLMarkupsFiducialNode,
+    vtkMRMLScalarVolumeNode,
+    vtkMRMLSegmentationNode,
+)
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -25,13 +33,9 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from DBSSegmentationLogic.exceptions import DBSInputError
-from DBSSegmentationLogic.frame import MOUNTINGS
-from DBSSegmentationLogic.leads import DEFAULT_LEAD, LEAD_MODELS
-from DBSTargetingLib import case_pipeline, dependencies, mrml_glue, postop_nodes
-from DBSTargetingLib.postop_job import PostopJob
-from DBSTargetingLib.segmentation_job import DEVICES, SegmentationJob
-from DBSTargetingLib.widget_state import PanelInputs, button_states
+from DBSSegmentationLogic.geometry.frame import MOUNTINGS
+from DBSSegmentationLogic.io.exceptions import DBSInputError
+from DBSSegmentationLogic.postop.leads import DEFAULT_LEAD, LEAD_MODELS
 
 TARGET_KINDS = ("stn", "psa", "gpi")
 
@@ -561,7 +565,7 @@ class DBSTargetingLogic(ScriptedLoadableModuleLogic):
         """Start the post-operative evaluation of ``ctNode`` against ``plan`` in a child process and
         return the job at once (non-blocking): poll it from a timer, then call :meth:`finishPostop`; or
         ``job.cancel()``. The CT is fused to ``preopCTNode`` when given (registered to the MRI), else
-        to ``mriNode``. ``leadModel``: the implanted lead (``DBSSegmentationLogic.leads.LEAD_MODELS``;
+        to ``mriNode``. ``leadModel``: the implanted lead (``DBSSegmentationLogic.postop.leads.LEAD_MODELS``;
         the command's default when ``None``). ``sources``: what the result names as its ``plan``, ``ct``,
         ``mri`` and ``preop_ct`` (default "plan.json" and the nodes' names)."""
         if mriNode is None:
@@ -619,16 +623,16 @@ class DBSTargetingLogic(ScriptedLoadableModuleLogic):
         return "\n".join(lines)
 
     def computeFramePlan(self, landmarksMarkups, trajectoryMarkups=None, mounting: str = MOUNTINGS[0], imageToFrame=None):
-        """Frame plan (``DBSSegmentationLogic.frameplan.FramePlan``) from labelled points of one or two markups nodes.
+        """Frame plan (``DBSSegmentationLogic.geometry.frameplan.FramePlan``) from labelled points of one or two markups nodes.
 
         :param landmarksMarkups: markups node with AC, PC and midline (and possibly target and entry).
         :param trajectoryMarkups: optional markups node with target and entry.
-        :param mounting: one of ``DBSSegmentationLogic.frame.MOUNTINGS``.
-        :param imageToFrame: ``DBSSegmentationLogic.frame.FrameSpace`` from a frame registration; ``None``
+        :param mounting: one of ``DBSSegmentationLogic.geometry.frame.MOUNTINGS``.
+        :param imageToFrame: ``DBSSegmentationLogic.geometry.frame.FrameSpace`` from a frame registration; ``None``
             uses the virtual (AC-PC aligned) frame.
         :raises DBSInputError: a point is missing, given twice, or the geometry cannot be planned on.
         """
-        from DBSSegmentationLogic.frameplan import compute_frame_plan
+        from DBSSegmentationLogic.geometry.frameplan import compute_frame_plan
 
         points = mrml_glue.landmarks_from_nodes([landmarksMarkups, trajectoryMarkups])
         logging.info("Computing frame plan (%s mounting)", mounting)
@@ -704,7 +708,7 @@ class DBSTargetingTest(ScriptedLoadableModuleTest):
     def test_FramePlanFromMarkups(self):
         import numpy as np
 
-        from DBSSegmentationLogic.frameplan import compute_frame_plan
+        from DBSSegmentationLogic.geometry.frameplan import compute_frame_plan
 
         self.delayDisplay("Frame plan from markups")
         logic = DBSTargetingLogic()
@@ -747,7 +751,7 @@ class DBSTargetingTest(ScriptedLoadableModuleTest):
     def test_VolumeGlueRoundTrip(self):
         import numpy as np
 
-        from DBSSegmentationLogic.imageio import Volume
+        from DBSSegmentationLogic.io.volumes import Volume
 
         self.delayDisplay("Volume glue round trip")
         ijk_to_ras = np.array([[0.0, -1.5, 0.0, 10.0], [0.8, 0.0, 0.0, -20.0], [0.0, 0.0, 2.5, 30.0], [0, 0, 0, 1]])
@@ -800,7 +804,7 @@ class DBSTargetingTest(ScriptedLoadableModuleTest):
     def _smallVolume(self):
         import numpy as np
 
-        from DBSSegmentationLogic.imageio import Volume
+        from DBSSegmentationLogic.io.volumes import Volume
 
         return mrml_glue.volume_node_from_volume(slicer.mrmlScene, Volume(np.zeros((8, 8, 8), np.float32), np.eye(4)), "MRI")
 
@@ -857,10 +861,10 @@ class DBSTargetingTest(ScriptedLoadableModuleTest):
 
     def test_PostopNodesInOneCaseFolder(self):
         import numpy as np
-
-        from DBSSegmentationLogic.leads import LEAD_MODELS
         from DBSTargetingLib import postop_nodes
         from DBSTargetingLib.subject_hierarchy import folder_of
+
+        from DBSSegmentationLogic.postop.leads import LEAD_MODELS
 
         self.delayDisplay("Post-op nodes in one case folder")
         tip, direction = np.array([-12.0, -3.0, -5.0]), np.array([-0.28, 0.52, 0.81]) / np.linalg.norm([-0.28, 0.52, 0.81])

@@ -37,8 +37,8 @@ sys.path.insert(0, str(REPO_ROOT / "scripts"))
 
 import make_demo_postop_ct as demo  # noqa: E402
 
-from DBSSegmentationLogic import fusion  # noqa: E402
-from DBSSegmentationLogic.imageio import read_volume, write_volume  # noqa: E402
+from DBSSegmentationLogic.io.volumes import read_volume, write_volume  # noqa: E402
+from DBSSegmentationLogic.postop import fusion  # noqa: E402
 
 SAMPLE = REPO_ROOT / "Resources" / "SampleCase"
 COMMAND = "benchmarks/benchmark_postop.py"

@@ -31,10 +31,12 @@ from scipy import ndimage
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from DBSSegmentationLogic import labels as label_codes  # noqa: E402
-from DBSSegmentationLogic import segmentation, synthesis, template  # noqa: E402
-from DBSSegmentationLogic.model import network_input  # noqa: E402
-from DBSSegmentationLogic.imageio import Volume, read_volume, volume_to_sitk  # noqa: E402
+from DBSSegmentationLogic.io.volumes import Volume, read_volume, volume_to_sitk  # noqa: E402
+from DBSSegmentationLogic.segmentation import engine as segmentation  # noqa: E402
+from DBSSegmentationLogic.segmentation import labels as label_codes  # noqa: E402
+from DBSSegmentationLogic.segmentation import template  # noqa: E402
+from DBSSegmentationLogic.segmentation.model import network_input  # noqa: E402
+from DBSSegmentationLogic.training import synthesis  # noqa: E402
 
 BENCHMARK_ENTROPY = 2_000_017
 DATA = ROOT.parent / "shared" / "data"

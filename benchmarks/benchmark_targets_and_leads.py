@@ -17,9 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Testing" / "logic"
 from test_electrodes import FIELD_OF_VIEW, LEADS, errors, posed  # noqa: E402
 from test_targets_bejjani import POSES, analytic_targets, make_case  # noqa: E402
 
-from DBSSegmentationLogic.electrodes import localize_leads  # noqa: E402
-from DBSSegmentationLogic.synthetic_ct import make_postop_ct  # noqa: E402
-from DBSSegmentationLogic.targets import BEJJANI_PRESETS, bejjani_targets  # noqa: E402
+from DBSSegmentationLogic.planning.targets import BEJJANI_PRESETS, bejjani_targets  # noqa: E402
+from DBSSegmentationLogic.postop.electrodes import localize_leads  # noqa: E402
+from DBSSegmentationLogic.simulation.synthetic_ct import make_postop_ct  # noqa: E402
 
 print("Bejjani construction: largest target error over 4 poses x 2 sides (mm), time per construction (s)")
 for spacing in (0.3, 0.5, 1.0):

@@ -19,12 +19,13 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from DBSSegmentationLogic import labels as label_codes  # noqa: E402
-from DBSSegmentationLogic import segmentation, synthesis  # noqa: E402
-from DBSSegmentationLogic.acpc import AcpcSpace  # noqa: E402
-from DBSSegmentationLogic.imageio import Volume, read_volume  # noqa: E402
-from DBSSegmentationLogic.model import build_model  # noqa: E402
-from DBSSegmentationLogic.planning import plan_with_quality  # noqa: E402
+from DBSSegmentationLogic.geometry.acpc import AcpcSpace  # noqa: E402
+from DBSSegmentationLogic.io.volumes import Volume, read_volume  # noqa: E402
+from DBSSegmentationLogic.planning.plan import plan_with_quality  # noqa: E402
+from DBSSegmentationLogic.segmentation import engine as segmentation  # noqa: E402
+from DBSSegmentationLogic.segmentation import labels as label_codes  # noqa: E402
+from DBSSegmentationLogic.segmentation.model import build_model  # noqa: E402
+from DBSSegmentationLogic.training import synthesis  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 BENCHMARK_ENTROPY = 2_000_017  # as in benchmark_segmentation.py

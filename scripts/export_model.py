@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from DBSSegmentationLogic import labels as label_codes  # noqa: E402
-from DBSSegmentationLogic import template  # noqa: E402
-from DBSSegmentationLogic.segmentation import sha256_of_file  # noqa: E402
+from DBSSegmentationLogic.segmentation import labels as label_codes  # noqa: E402
+from DBSSegmentationLogic.segmentation import template  # noqa: E402
+from DBSSegmentationLogic.segmentation.engine import sha256_of_file  # noqa: E402
 
 WEIGHTS_NAME = "dbs_unet3d.pt"
 

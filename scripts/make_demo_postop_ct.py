@@ -39,14 +39,23 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from DBSSegmentationLogic.acpc import AcpcSpace  # noqa: E402
-from DBSSegmentationLogic.atomic import write_json_atomic  # noqa: E402
-from DBSSegmentationLogic.frame import FrameSpace  # noqa: E402
-from DBSSegmentationLogic.imageio import Volume, read_volume, volume_to_sitk, write_volume  # noqa: E402
-from DBSSegmentationLogic.leads import DEFAULT_LEAD, LEAD_MODELS  # noqa: E402
-from DBSSegmentationLogic.placement_error import placement_error  # noqa: E402
-from DBSSegmentationLogic.synthetic_ct import CT_MAX_HU, lead_intensity, streaks  # noqa: E402
-from DBSSegmentationLogic.trajectory import Trajectory  # noqa: E402
+from DBSSegmentationLogic.geometry.acpc import AcpcSpace  # noqa: E402
+from DBSSegmentationLogic.geometry.frame import FrameSpace  # noqa: E402
+from DBSSegmentationLogic.geometry.placement_error import placement_error  # noqa: E402
+from DBSSegmentationLogic.geometry.trajectory import Trajectory  # noqa: E402
+from DBSSegmentationLogic.io.staged_output import write_json_atomic  # noqa: E402
+from DBSSegmentationLogic.io.volumes import (  # noqa: E402
+    Volume,
+    read_volume,
+    volume_to_sitk,
+    write_volume,
+)
+from DBSSegmentationLogic.postop.leads import DEFAULT_LEAD, LEAD_MODELS  # noqa: E402
+from DBSSegmentationLogic.simulation.synthetic_ct import (  # noqa: E402
+    CT_MAX_HU,
+    lead_intensity,
+    streaks,
+)
 
 #: T1 intensity (as a fraction of the brain's 99th percentile) -> HU inside the head.
 T1_FRACTIONS = [0.0, 0.18, 0.40, 0.60, 0.85, 1.2]

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from DBSSegmentationLogic.imageio import read_volume, write_volume
-from DBSSegmentationLogic.labels import BY_NAME, cit168_to_ours
-from DBSSegmentationLogic.markups import write_markups_points
+from DBSSegmentationLogic.io.markups import write_markups_points
+from DBSSegmentationLogic.io.volumes import read_volume, write_volume
+from DBSSegmentationLogic.segmentation.labels import BY_NAME, cit168_to_ours
 
 REPO = Path(__file__).resolve().parents[1]
 POSE_DEG = (8.0, -5.0, 6.0)  # rotation about R (pitch), A (roll), S (yaw)

@@ -21,9 +21,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from DBSSegmentationLogic import template  # noqa: E402
-from DBSSegmentationLogic.imageio import Volume, read_volume, write_volume  # noqa: E402
-from DBSSegmentationLogic.labels import cit168_to_ours  # noqa: E402
+from DBSSegmentationLogic.io.volumes import Volume, read_volume, write_volume  # noqa: E402
+from DBSSegmentationLogic.segmentation import template  # noqa: E402
+from DBSSegmentationLogic.segmentation.labels import cit168_to_ours  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "cit168"
 STRUCTURES_BOX_RAS = (np.array([-48.0, -48.0, -40.0]), np.array([48.0, 32.0, 24.0]))

@@ -8,7 +8,7 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet --upgrade pip "setuptools>=64"
 # torch first and pinned: an unpinned requirement would pull several GB of CUDA wheels. The package
 # itself only asks for torch>=2.2, which the pinned CPU build satisfies.
 .venv/bin/python -m pip install --quiet "torch==2.13.0"

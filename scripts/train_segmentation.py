@@ -24,10 +24,11 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from DBSSegmentationLogic import labels as label_codes  # noqa: E402
-from DBSSegmentationLogic import synthesis, template  # noqa: E402
-from DBSSegmentationLogic.imageio import read_volume  # noqa: E402
-from DBSSegmentationLogic.model import UNet3D, network_input  # noqa: E402
+from DBSSegmentationLogic.io.volumes import read_volume  # noqa: E402
+from DBSSegmentationLogic.segmentation import labels as label_codes  # noqa: E402
+from DBSSegmentationLogic.segmentation import template  # noqa: E402
+from DBSSegmentationLogic.segmentation.model import UNet3D, network_input  # noqa: E402
+from DBSSegmentationLogic.training import synthesis  # noqa: E402
 
 VALIDATION_ENTROPY = 1_000_003
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "cit168"

@@ -20,8 +20,12 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import DBSSegmentationLogic
-from DBSSegmentationLogic.exceptions import EXIT_BAD_INPUT, DBSInputError
-from DBSSegmentationLogic.process_runner import OutputLine, ProcessResult, ProcessRunner
+from DBSSegmentationLogic.cli.process_runner import (
+    OutputLine,
+    ProcessResult,
+    ProcessRunner,
+)
+from DBSSegmentationLogic.io.exceptions import EXIT_BAD_INPUT, DBSInputError
 
 #: Folder holding the ``DBSSegmentationLogic`` package: the child must import it too.
 LOGIC_ROOT = Path(DBSSegmentationLogic.__file__).resolve().parents[1]

@@ -13,15 +13,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from DBSSegmentationLogic.atomic import write_json_atomic
-from DBSSegmentationLogic.exceptions import DBSInputError
-from DBSSegmentationLogic.imageio import Volume
+from DBSSegmentationLogic.io.exceptions import DBSInputError
+from DBSSegmentationLogic.io.staged_output import write_json_atomic
+from DBSSegmentationLogic.io.volumes import Volume
 
 from . import plan_nodes, postop_nodes, scene_files, segmentation_nodes
 from .mrml_glue import volume_from_volume_node
 from .postop_job import PostopJob
 from .segmentation_job import SegmentationJob
-from .subject_hierarchy import case_folder, find_case_folder, nodes_in_folder, place_in_folder
+from .subject_hierarchy import (
+    case_folder,
+    find_case_folder,
+    nodes_in_folder,
+    place_in_folder,
+)
 
 SEGMENTATION_NODE = "Structures"
 
@@ -46,9 +51,9 @@ def plan_dict(labels: Volume, landmarks_ras: Optional[dict], settings: PlanSetti
     """The case plan (``plan.json`` content) from a label map and AC/PC/midline (``None``: found by
     registration of ``mri`` to the template). Sides whose nuclei carry quality flags are blocked,
     as in ``dbs-plan plan``."""
-    from DBSSegmentationLogic import localization
-    from DBSSegmentationLogic.acpc import AcpcSpace
-    from DBSSegmentationLogic.planning import plan_with_quality
+    from DBSSegmentationLogic.geometry.acpc import AcpcSpace
+    from DBSSegmentationLogic.planning.plan import plan_with_quality
+    from DBSSegmentationLogic.segmentation import localization
 
     if landmarks_ras is None:
         if mri is None:

@@ -14,9 +14,9 @@ import numpy as np
 import vtk
 from vtk.util import numpy_support
 
-from DBSSegmentationLogic.exceptions import DBSInputError
-from DBSSegmentationLogic.imageio import Volume
-from DBSSegmentationLogic.markups import LANDMARK_ALIASES, find_landmarks
+from DBSSegmentationLogic.io.exceptions import DBSInputError
+from DBSSegmentationLogic.io.markups import LANDMARK_ALIASES, find_landmarks
+from DBSSegmentationLogic.io.volumes import Volume
 
 #: The points a frame plan needs, by the planner's landmark names.
 PLAN_LANDMARKS = tuple(LANDMARK_ALIASES)
@@ -186,7 +186,7 @@ def markups_points_from_node(node) -> dict[str, np.ndarray]:
 def landmarks_from_nodes(nodes, required=PLAN_LANDMARKS) -> dict[str, np.ndarray]:
     """The planner's landmarks (``ac``, ``pc``, ``midline``, ``target``, ``entry``) from markups nodes.
 
-    Point labels are matched as :func:`DBSSegmentationLogic.markups.find_landmarks` does (e.g. "AC" or
+    Point labels are matched as :func:`DBSSegmentationLogic.io.markups.find_landmarks` does (e.g. "AC" or
     "anterior commissure"). ``None`` entries and a node given twice are skipped. A landmark found in two
     nodes, or a required one found in none, raises :class:`DBSInputError`. Returned in ``required`` order.
     """

@@ -1,4 +1,4 @@
-"""A case plan (``plan.json``, ``DBSSegmentationLogic.planning.CasePlan.to_dict()``) as MRML nodes.
+"""A case plan (``plan.json``, ``DBSSegmentationLogic.planning.plan.CasePlan.to_dict()``) as MRML nodes.
 
 - point list "Targets": the direct targets, labelled as the trajectories ("L STN", "R STN", …);
 - point list "Indirect targets": the AC-PC atlas targets ("L STN indirect", "R GPi indirect", …);

@@ -17,10 +17,10 @@ import json
 from pathlib import Path
 from typing import Optional, Sequence
 
-from DBSSegmentationLogic.atomic import write_json_atomic
-from DBSSegmentationLogic.exceptions import DBSInputError
-from DBSSegmentationLogic.imageio import Volume, write_volume
-from DBSSegmentationLogic.leads import LEAD_MODELS
+from DBSSegmentationLogic.io.exceptions import DBSInputError
+from DBSSegmentationLogic.io.staged_output import write_json_atomic
+from DBSSegmentationLogic.io.volumes import Volume, write_volume
+from DBSSegmentationLogic.postop.leads import LEAD_MODELS
 
 from .background_job import BackgroundJob, logic_command
 
@@ -56,7 +56,7 @@ class PostopJob(BackgroundJob):
         (its RAS before fusion). ``mri`` / ``preop_ct``: what the CT is fused to (the pre-operative CT
         must already be registered to the MRI). ``transform_path``: a CT-to-MRI transform file that
         replaces the fusion. ``lead_model``: the implanted lead (a name of
-        ``DBSSegmentationLogic.leads.LEAD_MODELS``; the command's default when ``None``). ``sources``: what
+        ``DBSSegmentationLogic.postop.leads.LEAD_MODELS``; the command's default when ``None``). ``sources``: what
         the result's ``plan``, ``ct``, ``mri`` and ``preop_ct`` entries should name instead of the scratch
         copies (e.g. ``{"plan": "plan.json", "ct": "/data/ct.nii.gz"}``).
         ``command`` replaces :func:`postop_command` (tests pass a stand-in)."""

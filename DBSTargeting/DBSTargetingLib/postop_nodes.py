@@ -3,7 +3,7 @@
 Every coordinate of ``postop.json`` is in the planning MRI's RAS (world), so the nodes below sit in
 world space directly; only the post-operative CT itself is placed under the fusion transform.
 
-- one model per lead ("L lead", "R lead"): a tube of the lead model's diameter (``DBSSegmentationLogic.leads``)
+- one model per lead ("L lead", "R lead"): a tube of the lead model's diameter (``DBSSegmentationLogic.postop.leads``)
   along the lead axis, from the tip to ``LEAD_SHOWN_LENGTH_MM`` above it;
 - one point list per lead with the contact centres ("L contacts": "L C0" deepest … "L C3");
 - point list "Lead tips" ("L tip", "R tip"), beside the plan's "Targets" ("L STN", "R STN");
@@ -26,8 +26,8 @@ import math
 import numpy as np
 import vtk
 
-from DBSSegmentationLogic.exceptions import DBSInputError
-from DBSSegmentationLogic.leads import LEAD_MODELS
+from DBSSegmentationLogic.io.exceptions import DBSInputError
+from DBSSegmentationLogic.postop.leads import LEAD_MODELS
 
 from .mrml_glue import remove_node, vtk_matrix_from_array
 from .plan_nodes import point_list, table_node
@@ -87,7 +87,7 @@ def contact_label(side: str, index: int) -> str:
 
 
 def lead_model(name: str):
-    """The lead model (``DBSSegmentationLogic.leads.LeadModel``) named in ``postop.json``."""
+    """The lead model (``DBSSegmentationLogic.postop.leads.LeadModel``) named in ``postop.json``."""
     if name not in LEAD_MODELS:
         raise DBSInputError(f"unknown lead model '{name}': this module knows {', '.join(LEAD_MODELS)}")
     return LEAD_MODELS[name]

@@ -11,7 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from DBSSegmentationLogic.exceptions import DBSInputError
+from DBSSegmentationLogic.io.exceptions import DBSInputError
 
 
 def save_mrb(scene, path) -> Path:

@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 from typing import Optional, Sequence
 
-from DBSSegmentationLogic.exceptions import DBSInputError
-from DBSSegmentationLogic.imageio import Volume, read_volume, write_volume
+from DBSSegmentationLogic.io.exceptions import DBSInputError
+from DBSSegmentationLogic.io.volumes import Volume, read_volume, write_volume
 
 from .background_job import LOGIC_ROOT, BackgroundJob, logic_command  # noqa: F401  (LOGIC_ROOT: kept importable here)
 

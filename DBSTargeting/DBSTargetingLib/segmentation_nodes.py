@@ -1,6 +1,6 @@
 """Label map <-> segmentation node, closed surfaces and 3D models (DESIGN §2: MRML glue only).
 
-Segment names and colours come from ``DBSSegmentationLogic.labels`` (the one place that knows the
+Segment names and colours come from ``DBSSegmentationLogic.segmentation.labels`` (the one place that knows the
 codes). Where the DICOM CNS segmentation list (CID 7153) has a code for a nucleus, the segment also
 carries the standard terminology (SNOMED CT, with the laterality as modifier); for the others the
 name and colour are all there is.
@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 import vtk
 
-from DBSSegmentationLogic import labels as label_codes
-from DBSSegmentationLogic.exceptions import DBSInputError
-from DBSSegmentationLogic.imageio import Volume
+from DBSSegmentationLogic.io.exceptions import DBSInputError
+from DBSSegmentationLogic.io.volumes import Volume
+from DBSSegmentationLogic.segmentation import labels as label_codes
 
 from .mrml_glue import remove_node, volume_from_volume_node, volume_node_from_volume
 from .subject_hierarchy import place_in_folder

@@ -17,8 +17,8 @@ sys.path[:0] = [str(REPO / "DBSTargeting"), str(REPO), str(REPO / "Testing" / "m
 import vtk  # noqa: E402
 
 from conftest import MrmlApp  # noqa: E402
-from DBSSegmentationLogic.imageio import read_volume  # noqa: E402
-from DBSSegmentationLogic.markups import find_landmarks, read_markups_points  # noqa: E402
+from DBSSegmentationLogic.io.volumes import read_volume  # noqa: E402
+from DBSSegmentationLogic.io.markups import find_landmarks, read_markups_points  # noqa: E402
 from DBSTargetingLib import case_pipeline, plan_nodes  # noqa: E402
 from DBSTargetingLib.mrml_glue import markups_points_from_node, volume_node_from_volume  # noqa: E402
 

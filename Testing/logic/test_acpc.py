@@ -1,11 +1,10 @@
 import numpy as np
 import pytest
+from geometry_strategies import landmarks, points_mm
 from hypothesis import given
 
-from DBSSegmentationLogic.acpc import AcpcSpace, describe_acpc_point
-from DBSSegmentationLogic.exceptions import DBSInputError
-
-from geometry_strategies import landmarks, points_mm
+from DBSSegmentationLogic.geometry.acpc import AcpcSpace, describe_acpc_point
+from DBSSegmentationLogic.io.exceptions import DBSInputError
 
 
 @given(landmarks(), points_mm)

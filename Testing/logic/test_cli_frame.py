@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from DBSSegmentationLogic.cli import EXIT_BAD_INPUT, main
-from DBSSegmentationLogic.markups import read_markups_points, write_markups_points
+from DBSSegmentationLogic.cli.main import main
+from DBSSegmentationLogic.io.exceptions import EXIT_BAD_INPUT
+from DBSSegmentationLogic.io.markups import read_markups_points, write_markups_points
 
 AC, PC, MIDLINE = [0.0, 13.0, 0.0], [0.0, -13.0, 0.0], [0.0, -5.0, 45.0]
 TARGET, ENTRY = [-12.0, -2.5, -4.0], [-32.0, 22.5, 56.0]
@@ -62,7 +63,7 @@ def test_inverse_use_from_leksell_and_ring_arc_reproduces_the_plan(tmp_path):
 @pytest.mark.parametrize("mounting", ["lateral-left", "sagittal-anterior", "sagittal-posterior"])
 def test_mountings_give_consistent_angles(tmp_path, mounting):
     _, plan = run_frame(tmp_path, "--mounting", mounting, ac=AC, pc=PC, midline=MIDLINE, target=TARGET, entry=ENTRY)
-    from DBSSegmentationLogic.frame import direction_from_ring_arc
+    from DBSSegmentationLogic.geometry.frame import direction_from_ring_arc
 
     expected = (np.array(ENTRY) - TARGET) / plan["trajectory_length_mm"]
     assert direction_from_ring_arc(plan["ring_deg"], plan["arc_deg"], mounting) == pytest.approx(expected, abs=1e-9)

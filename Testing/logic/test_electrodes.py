@@ -1,13 +1,12 @@
 """Electrode localization on synthetic post-operative CTs with a known ground truth."""
 import numpy as np
 import pytest
-
-from DBSSegmentationLogic.electrodes import lead_from_points, localize_leads
-from DBSSegmentationLogic.exceptions import DBSInputError
-from DBSSegmentationLogic.imageio import Volume
-from DBSSegmentationLogic.synthetic_ct import make_postop_ct
-
 from geometry_strategies import rotation_matrix
+
+from DBSSegmentationLogic.io.exceptions import DBSInputError
+from DBSSegmentationLogic.io.volumes import Volume
+from DBSSegmentationLogic.postop.electrodes import lead_from_points, localize_leads
+from DBSSegmentationLogic.simulation.synthetic_ct import make_postop_ct
 
 LEADS = [
     dict(side="left", tip=(-12.0, -2.5, -4.0), entry=(-32.0, 35.0, 60.0)),

@@ -3,16 +3,23 @@ import math
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from hypothesis import assume, given, strategies as st
-
-from DBSSegmentationLogic.acpc import AcpcSpace
-from DBSSegmentationLogic.exceptions import DBSInputError
-from DBSSegmentationLogic.frame import (
-    MOUNTINGS, FrameSpace, direction_from_ring_arc, frame_ras_from_leksell, leksell_from_frame_ras,
-    read_image_to_frame_transform, ring_arc_from_direction, round_to_half, write_image_to_frame_transform,
-)
-
 from geometry_strategies import head_poses, landmarks, points_mm
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from DBSSegmentationLogic.geometry.acpc import AcpcSpace
+from DBSSegmentationLogic.geometry.frame import (
+    MOUNTINGS,
+    FrameSpace,
+    direction_from_ring_arc,
+    frame_ras_from_leksell,
+    leksell_from_frame_ras,
+    read_image_to_frame_transform,
+    ring_arc_from_direction,
+    round_to_half,
+    write_image_to_frame_transform,
+)
+from DBSSegmentationLogic.io.exceptions import DBSInputError
 
 angles_deg = st.floats(0, 180)
 mountings = st.sampled_from(MOUNTINGS)

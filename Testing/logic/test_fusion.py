@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from DBSSegmentationLogic import fusion
-from DBSSegmentationLogic.acpc import AcpcSpace
-from DBSSegmentationLogic.exceptions import DBSInputError
-from DBSSegmentationLogic.imageio import Volume, ras_to_lps, read_volume
-from DBSSegmentationLogic.markups import find_landmarks, read_markups_points
-from DBSSegmentationLogic.planning import approach_direction_acpc
+from DBSSegmentationLogic.geometry.acpc import AcpcSpace
+from DBSSegmentationLogic.io.exceptions import DBSInputError
+from DBSSegmentationLogic.io.markups import find_landmarks, read_markups_points
+from DBSSegmentationLogic.io.volumes import Volume, ras_to_lps, read_volume
+from DBSSegmentationLogic.planning.plan import approach_direction_acpc
+from DBSSegmentationLogic.postop import fusion
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = REPO_ROOT / "Resources" / "SampleCase"

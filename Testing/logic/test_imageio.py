@@ -4,11 +4,18 @@ import itertools
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from DBSSegmentationLogic.exceptions import DBSInputError
-from DBSSegmentationLogic.imageio import (
-    Volume, lps_to_ras, ras_to_lps, read_volume, volume_from_sitk, volume_to_sitk, write_volume,
+from DBSSegmentationLogic.io.exceptions import DBSInputError
+from DBSSegmentationLogic.io.volumes import (
+    Volume,
+    lps_to_ras,
+    ras_to_lps,
+    read_volume,
+    volume_from_sitk,
+    volume_to_sitk,
+    write_volume,
 )
 
 finite = st.floats(-1e4, 1e4, allow_nan=False)

@@ -3,11 +3,11 @@ import math
 import numpy as np
 import pytest
 
-from DBSSegmentationLogic.acpc import AcpcSpace
-from DBSSegmentationLogic.exceptions import DBSInputError
-from DBSSegmentationLogic.frame import FrameSpace
-from DBSSegmentationLogic.placement_error import placement_error
-from DBSSegmentationLogic.trajectory import Trajectory
+from DBSSegmentationLogic.geometry.acpc import AcpcSpace
+from DBSSegmentationLogic.geometry.frame import FrameSpace
+from DBSSegmentationLogic.geometry.placement_error import placement_error
+from DBSSegmentationLogic.geometry.trajectory import Trajectory
+from DBSSegmentationLogic.io.exceptions import DBSInputError
 
 
 def test_trajectory_geometry():

@@ -3,13 +3,13 @@ import json
 
 import numpy as np
 import pytest
-
-from DBSSegmentationLogic.cli import EXIT_BAD_INPUT, main
-from DBSSegmentationLogic.imageio import Volume, write_volume
-from DBSSegmentationLogic.markups import read_markups_points
-from DBSSegmentationLogic.planning import plan_case
-
 from test_targets_bejjani import POSES, make_case
+
+from DBSSegmentationLogic.cli.main import main
+from DBSSegmentationLogic.io.exceptions import EXIT_BAD_INPUT
+from DBSSegmentationLogic.io.markups import read_markups_points
+from DBSSegmentationLogic.io.volumes import Volume, write_volume
+from DBSSegmentationLogic.planning.plan import plan_case
 
 
 def write_case(folder, **case_options):

@@ -2,16 +2,15 @@ import math
 
 import numpy as np
 import pytest
-
-from DBSSegmentationLogic.acpc import AcpcSpace
-from DBSSegmentationLogic.frame import FrameSpace, direction_from_ring_arc
-from DBSSegmentationLogic.imageio import Volume
-from DBSSegmentationLogic.labels import BY_NAME
-from DBSSegmentationLogic.planning import plan_case
-from DBSSegmentationLogic.trajectory import Trajectory
-
 from geometry_strategies import rotation_matrix
 from test_targets_bejjani import POSES, make_case
+
+from DBSSegmentationLogic.geometry.acpc import AcpcSpace
+from DBSSegmentationLogic.geometry.frame import FrameSpace, direction_from_ring_arc
+from DBSSegmentationLogic.geometry.trajectory import Trajectory
+from DBSSegmentationLogic.io.volumes import Volume
+from DBSSegmentationLogic.planning.plan import plan_case
+from DBSSegmentationLogic.segmentation.labels import BY_NAME
 
 
 def angle_between_deg(u, v):
@@ -93,15 +92,15 @@ def test_gpi_target_is_the_posteroventral_quarter_centroid():
 
 # --------------------------------------------------------------------------- atlas caudate check
 def _caudate_centroid_template(side_value: int) -> np.ndarray:
-    from DBSSegmentationLogic.imageio import read_volume
-    from DBSSegmentationLogic.template import SHIPPED_CAUDATE
+    from DBSSegmentationLogic.io.volumes import read_volume
+    from DBSSegmentationLogic.segmentation.template import SHIPPED_CAUDATE
 
     caudate = read_volume(SHIPPED_CAUDATE)
     return caudate.ijk_to_ras_points(np.argwhere(caudate.array == side_value).mean(0)[::-1])
 
 
 def test_atlas_caudate_check_follows_the_template_to_image_map():
-    from DBSSegmentationLogic.planning import atlas_caudate_along
+    from DBSSegmentationLogic.planning.plan import atlas_caudate_along
 
     angle = np.deg2rad(20.0)
     template_to_image = np.eye(4)

@@ -11,13 +11,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
-from DBSSegmentationLogic import fusion
-from DBSSegmentationLogic.cli import EXIT_BAD_INPUT, main
-from DBSSegmentationLogic.imageio import Volume, write_volume
-from DBSSegmentationLogic.postop_command import acpc_from_plan
-
 from test_fusion import SAMPLE, TEST_GRID, demo_module, sample_ct_model, sample_mri
+
+from DBSSegmentationLogic.cli.main import main
+from DBSSegmentationLogic.cli.postop import acpc_from_plan
+from DBSSegmentationLogic.io.exceptions import EXIT_BAD_INPUT
+from DBSSegmentationLogic.io.volumes import Volume, write_volume
+from DBSSegmentationLogic.postop import fusion
 
 POSE_ROTATION_DEG, POSE_TRANSLATION_MM, SEED = 14.0, 18.0, 7
 OFFSETS = {"left": (1.5, -1.0, 1.2), "right": (-1.1, 0.8, -1.6)}

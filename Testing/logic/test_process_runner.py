@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from DBSSegmentationLogic.process_runner import ProcessRunner, parse_progress
+from DBSSegmentationLogic.cli.process_runner import ProcessRunner, parse_progress
 
 pytestmark = pytest.mark.skipif(sys.platform.startswith("win"), reason="process groups are POSIX here")
 
@@ -208,7 +208,7 @@ def test_segment_command_is_cancelled_through_the_runner(tmp_path):
         pytest.skip("the segment command needs torch")
     import numpy as np
 
-    from DBSSegmentationLogic.imageio import Volume, write_volume
+    from DBSSegmentationLogic.io.volumes import Volume, write_volume
 
     image = write_volume(Volume(np.zeros((40, 40, 40), np.float32), np.eye(4)), tmp_path / "mri.nii.gz")
     out = tmp_path / "seg"

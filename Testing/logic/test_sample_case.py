@@ -4,14 +4,13 @@ import json
 
 import numpy as np
 import pytest
-
-from DBSSegmentationLogic.acpc import AcpcSpace
-from DBSSegmentationLogic.cli import main
-from DBSSegmentationLogic.imageio import read_volume
-from DBSSegmentationLogic.labels import cit168_to_ours
-from DBSSegmentationLogic.planning import plan_case
-
 from conftest import REPO_ROOT, SHARED_DATA
+
+from DBSSegmentationLogic.cli.main import main
+from DBSSegmentationLogic.geometry.acpc import AcpcSpace
+from DBSSegmentationLogic.io.volumes import read_volume
+from DBSSegmentationLogic.planning.plan import plan_case
+from DBSSegmentationLogic.segmentation.labels import cit168_to_ours
 
 CASE = REPO_ROOT / "Resources" / "SampleCase"
 

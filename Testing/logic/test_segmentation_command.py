@@ -6,11 +6,10 @@ import sys
 
 import numpy as np
 import SimpleITK as sitk
-
-from DBSSegmentationLogic.cli import main
-from DBSSegmentationLogic.imageio import Volume, read_volume, write_volume
-
 from conftest import REPO_ROOT, SHARED_DATA
+
+from DBSSegmentationLogic.cli.main import main
+from DBSSegmentationLogic.io.volumes import Volume, read_volume, write_volume
 
 TEMPLATE = SHARED_DATA / "cit168" / "cit168_t1w.nii.gz"
 TEMPLATE_LANDMARKS = ["--ac", "0", "1.9", "-4.5", "--pc", "0.2", "-25.2", "-2.6", "--midline", "0", "-11", "52"]

@@ -5,13 +5,13 @@ import shutil
 import numpy as np
 import pytest
 import torch
-
-from DBSSegmentationLogic import labels as L
-from DBSSegmentationLogic import segmentation, synthesis
-from DBSSegmentationLogic.acpc import AcpcSpace
-from DBSSegmentationLogic.imageio import Volume, read_volume
-
 from conftest import SHARED_DATA
+
+from DBSSegmentationLogic.geometry.acpc import AcpcSpace
+from DBSSegmentationLogic.io.volumes import Volume, read_volume
+from DBSSegmentationLogic.segmentation import engine as segmentation
+from DBSSegmentationLogic.segmentation import labels as L
+from DBSSegmentationLogic.training import synthesis
 
 #: Entropy of the test's synthetic cases: used neither in training ([seed, step]), validation
 #: ([1_000_003, v]) nor the benchmark ([2_000_017, n]).
@@ -152,7 +152,7 @@ REAL_HEAD_DIRECT_TO_INDIRECT_MAX_MM = 4.6
 
 
 def test_real_head_plan_completes_with_targets_near_the_indirect_ones(real_head_result):
-    from DBSSegmentationLogic.planning import plan_with_quality
+    from DBSSegmentationLogic.planning.plan import plan_with_quality
 
     located = real_head_result.localization
     acpc = AcpcSpace.from_landmarks(located.ac_ras, located.pc_ras, located.midline_ras)

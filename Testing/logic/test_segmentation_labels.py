@@ -2,12 +2,12 @@
 import numpy as np
 import pytest
 import torch
-
-from DBSSegmentationLogic import labels as L
-from DBSSegmentationLogic import synthesis, template
-from DBSSegmentationLogic.imageio import read_volume
-
 from conftest import SHARED_DATA
+
+from DBSSegmentationLogic.io.volumes import read_volume
+from DBSSegmentationLogic.segmentation import labels as L
+from DBSSegmentationLogic.segmentation import template
+from DBSSegmentationLogic.training import synthesis
 
 CIT168 = SHARED_DATA / "cit168"
 
@@ -83,7 +83,7 @@ def test_mirror_swaps_sides_about_the_template_midline():
 
 
 def test_user_landmarks_give_the_rigid_acpc_alignment():
-    from DBSSegmentationLogic import localization
+    from DBSSegmentationLogic.segmentation import localization
 
     landmarks = template.load_landmarks()
     identity = localization.from_user_landmarks(landmarks["ac"], landmarks["pc"], landmarks["midline"])

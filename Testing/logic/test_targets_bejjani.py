@@ -3,14 +3,17 @@ import math
 
 import numpy as np
 import pytest
+from geometry_strategies import rotation_matrix
 from scipy.optimize import brentq
 
-from DBSSegmentationLogic.acpc import AcpcSpace
-from DBSSegmentationLogic.imageio import Volume
-from DBSSegmentationLogic.labels import BY_NAME
-from DBSSegmentationLogic.targets import BEJJANI_PRESETS, bejjani_targets, indirect_targets
-
-from geometry_strategies import rotation_matrix
+from DBSSegmentationLogic.geometry.acpc import AcpcSpace
+from DBSSegmentationLogic.io.volumes import Volume
+from DBSSegmentationLogic.planning.targets import (
+    BEJJANI_PRESETS,
+    bejjani_targets,
+    indirect_targets,
+)
+from DBSSegmentationLogic.segmentation.labels import BY_NAME
 
 # Ellipsoids axis-aligned in AC-PC space: centre (x, y, z) and radii (mm). Deliberately asymmetric.
 ELLIPSOIDS = {

@@ -17,12 +17,23 @@ slicer = pytest.importorskip("slicer", reason="needs the slicer-core package: ru
 pytest.importorskip("scipy", reason="planning needs scipy and scikit-image")
 pytest.importorskip("skimage", reason="planning needs scipy and scikit-image")
 
-from DBSSegmentationLogic.exceptions import DBSInputError  # noqa: E402
-from DBSSegmentationLogic.imageio import read_volume  # noqa: E402
-from DBSSegmentationLogic.markups import find_landmarks, read_markups_points  # noqa: E402
-from DBSTargetingLib import case_pipeline, plan_nodes, scene_files, segmentation_nodes, subject_hierarchy  # noqa: E402
-from DBSTargetingLib.mrml_glue import markups_points_from_node, volume_from_volume_node, volume_node_from_volume  # noqa: E402
+from DBSTargetingLib import (  # noqa: E402
+    case_pipeline,
+    plan_nodes,
+    scene_files,
+    segmentation_nodes,
+    subject_hierarchy,
+)
+from DBSTargetingLib.mrml_glue import (  # noqa: E402
+    markups_points_from_node,
+    volume_from_volume_node,
+    volume_node_from_volume,
+)
 from DBSTargetingLib.segmentation_job import SegmentationJob  # noqa: E402
+
+from DBSSegmentationLogic.io.exceptions import DBSInputError  # noqa: E402
+from DBSSegmentationLogic.io.markups import find_landmarks, read_markups_points  # noqa: E402
+from DBSSegmentationLogic.io.volumes import read_volume  # noqa: E402
 
 TOLERANCE_MM = 0.01
 SAMPLE = Path(__file__).resolve().parents[2] / "Resources" / "SampleCase"
@@ -32,7 +43,7 @@ SAMPLE = Path(__file__).resolve().parents[2] / "Resources" / "SampleCase"
 FAKE_SEGMENT = textwrap.dedent(
     """
     import argparse, json, os, signal, sys, time
-    from DBSSegmentationLogic.imageio import read_volume, write_volume
+    from DBSSegmentationLogic.io.volumes import read_volume, write_volume
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
     parser = argparse.ArgumentParser()

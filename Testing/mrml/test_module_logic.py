@@ -19,11 +19,10 @@ slicer = pytest.importorskip("slicer", reason="needs the slicer-core package: ru
 pytest.importorskip("scipy", reason="planning needs scipy and scikit-image")
 pytest.importorskip("skimage", reason="planning needs scipy and scikit-image")
 
-from test_case_pipeline import SAMPLE, fake_segment, sample_case  # noqa: E402,F401  (fixtures)
-
 from DBSTargetingLib import plan_nodes, scene_files, subject_hierarchy  # noqa: E402
 from DBSTargetingLib.mrml_glue import markups_points_from_node, volume_node_from_volume  # noqa: E402
 from DBSTargetingLib.segmentation_nodes import segment_names_and_colours  # noqa: E402
+from test_case_pipeline import SAMPLE, fake_segment, sample_case  # noqa: E402,F401  (fixtures)
 
 
 def _stand_in_modules() -> dict:
@@ -110,7 +109,7 @@ def test_logic_cancel_leaves_the_scene_unchanged(module, mrml, fake_segment, sam
 
 
 def test_logic_refuses_missing_inputs_with_a_reason(module, mrml):
-    from DBSSegmentationLogic.exceptions import DBSInputError
+    from DBSSegmentationLogic.io.exceptions import DBSInputError
 
     logic = module.DBSTargetingLogic()
     with pytest.raises(DBSInputError, match="pre-operative MRI"):

@@ -12,10 +12,6 @@ import pytest
 
 slicer = pytest.importorskip("slicer", reason="needs the slicer-core package: run Testing/mrml/run_mrml_tests.sh")
 import vtk  # noqa: E402  (slicer-core's pinned vtk)
-
-from DBSSegmentationLogic.exceptions import DBSInputError
-from DBSSegmentationLogic.imageio import Volume, read_volume, write_volume
-from DBSSegmentationLogic.markups import find_landmarks, read_markups_points, write_markups_points
 from DBSTargetingLib.mrml_glue import (
     PLAN_LANDMARKS,
     landmarks_from_nodes,
@@ -26,6 +22,14 @@ from DBSTargetingLib.mrml_glue import (
     volume_node_from_volume,
     vtk_matrix_from_array,
 )
+
+from DBSSegmentationLogic.io.exceptions import DBSInputError
+from DBSSegmentationLogic.io.markups import (
+    find_landmarks,
+    read_markups_points,
+    write_markups_points,
+)
+from DBSSegmentationLogic.io.volumes import Volume, read_volume, write_volume
 
 TOLERANCE_MM = 0.01
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
-
-from DBSTargetingLib.dependencies import MissingDependencies, ensure_packages, missing_packages
+from DBSTargetingLib.dependencies import (
+    MissingDependencies,
+    ensure_packages,
+    missing_packages,
+)
 from DBSTargetingLib.widget_state import PanelInputs, button_states
 
 

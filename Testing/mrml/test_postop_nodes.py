@@ -12,15 +12,25 @@ import pytest
 
 slicer = pytest.importorskip("slicer", reason="needs the slicer-core package: run Testing/mrml/run_mrml_tests.sh")
 import vtk  # noqa: E402
-
-from DBSSegmentationLogic.exceptions import DBSInputError  # noqa: E402
-from DBSSegmentationLogic.imageio import Volume  # noqa: E402
-from DBSSegmentationLogic.leads import LEAD_MODELS  # noqa: E402
-from DBSTargetingLib import case_pipeline, plan_nodes, postop_nodes, scene_files, subject_hierarchy  # noqa: E402
+from DBSTargetingLib import (  # noqa: E402
+    case_pipeline,
+    plan_nodes,
+    postop_nodes,
+    scene_files,
+    subject_hierarchy,
+)
 from DBSTargetingLib.mrml_glue import (  # noqa: E402
-    markups_points_from_node, matrix_from_vtk, volume_from_volume_node, volume_node_from_volume, vtk_matrix_from_array,
+    markups_points_from_node,
+    matrix_from_vtk,
+    volume_from_volume_node,
+    volume_node_from_volume,
+    vtk_matrix_from_array,
 )
 from DBSTargetingLib.postop_job import POSTOP_FORMAT  # noqa: E402
+
+from DBSSegmentationLogic.io.exceptions import DBSInputError  # noqa: E402
+from DBSSegmentationLogic.io.volumes import Volume  # noqa: E402
+from DBSSegmentationLogic.postop.leads import LEAD_MODELS  # noqa: E402
 
 TOLERANCE_MM = 0.01
 

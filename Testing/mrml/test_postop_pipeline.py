@@ -17,15 +17,21 @@ slicer = pytest.importorskip("slicer", reason="needs the slicer-core package: ru
 pytest.importorskip("scipy", reason="planning needs scipy and scikit-image")
 pytest.importorskip("skimage", reason="planning needs scipy and scikit-image")
 
+from DBSTargetingLib import (  # noqa: E402
+    case_pipeline,
+    postop_job,
+    postop_nodes,
+    scene_files,
+    subject_hierarchy,
+)
+from DBSTargetingLib.mrml_glue import volume_from_volume_node, volume_node_from_volume  # noqa: E402
 from test_case_pipeline import SAMPLE, _scene_census  # noqa: E402
 from test_module_logic import _batch_script, module  # noqa: E402,F401  (fixture)
 from test_postop_nodes import CT_IJK_TO_RAS, assert_postop_in_scene, synthetic_postop  # noqa: E402
 from test_scene_results import synthetic_plan  # noqa: E402
 
-from DBSSegmentationLogic.exceptions import DBSInputError  # noqa: E402
-from DBSSegmentationLogic.imageio import Volume, write_volume  # noqa: E402
-from DBSTargetingLib import case_pipeline, postop_job, postop_nodes, scene_files, subject_hierarchy  # noqa: E402
-from DBSTargetingLib.mrml_glue import volume_from_volume_node, volume_node_from_volume  # noqa: E402
+from DBSSegmentationLogic.io.exceptions import DBSInputError  # noqa: E402
+from DBSSegmentationLogic.io.volumes import Volume, write_volume  # noqa: E402
 
 #: Stands in for ``python -m DBSSegmentationLogic postop``: same options, PROGRESS lines, exit codes
 #: and atomic output; "evaluates" by writing the postop.json named in $FAKE_POSTOP after $FAKE_SLEEP_S
@@ -33,7 +39,7 @@ from DBSTargetingLib.mrml_glue import volume_from_volume_node, volume_node_from_
 FAKE_POSTOP = textwrap.dedent(
     """
     import argparse, json, os, signal, sys, time
-    from DBSSegmentationLogic.imageio import read_volume
+    from DBSSegmentationLogic.io.volumes import read_volume
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
     parser = argparse.ArgumentParser()
@@ -232,9 +238,12 @@ def test_real_postop_command_on_a_synthetic_case_puts_the_true_leads_into_the_sc
     post-operative CT with two leads of known position (``synthetic_ct``); fusion, localization and
     errors run in the child process; the scene ends up with the leads where they truly are, in MRI
     space, and the CT fused. About 40 s on 2 CPU cores, most of it the fusion's seven starts."""
-    pytest.importorskip("DBSSegmentationLogic.postop_command", reason="needs the logic's postop command")
+    pytest.importorskip("DBSSegmentationLogic.cli.postop", reason="needs the logic's postop command")
     pytest.importorskip("matplotlib", reason="the postop command draws its report with matplotlib")
-    from DBSSegmentationLogic.synthetic_ct import make_phantom_mri, make_postop_ct
+    from DBSSegmentationLogic.simulation.synthetic_ct import (
+        make_phantom_mri,
+        make_postop_ct,
+    )
 
     leads = [dict(side="left", tip=(-12.0, -2.5, -4.0), entry=(-32.0, 35.0, 60.0)),
              dict(side="right", tip=(11.5, -2.0, -4.5), entry=(28.0, 38.0, 62.0))]

@@ -10,13 +10,17 @@ import numpy as np
 import pytest
 
 slicer = pytest.importorskip("slicer", reason="needs the slicer-core package: run Testing/mrml/run_mrml_tests.sh")
-import vtk  # noqa: E402
-
-from DBSSegmentationLogic import labels as label_codes  # noqa: E402
-from DBSSegmentationLogic.exceptions import DBSInputError  # noqa: E402
-from DBSSegmentationLogic.imageio import Volume  # noqa: E402
-from DBSTargetingLib import plan_nodes, scene_files, segmentation_nodes, subject_hierarchy  # noqa: E402
+from DBSTargetingLib import (  # noqa: E402
+    plan_nodes,
+    scene_files,
+    segmentation_nodes,
+    subject_hierarchy,
+)
 from DBSTargetingLib.mrml_glue import markups_points_from_node, volume_node_from_volume  # noqa: E402
+
+from DBSSegmentationLogic.io.exceptions import DBSInputError  # noqa: E402
+from DBSSegmentationLogic.io.volumes import Volume  # noqa: E402
+from DBSSegmentationLogic.segmentation import labels as label_codes  # noqa: E402
 
 TOLERANCE_MM = 0.01
 

@@ -24,7 +24,7 @@ EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERNAL_ERROR = 0, 2, 3
 
 
 def parse_arguments(argv):
-    from DBSSegmentationLogic.leads import DEFAULT_LEAD, LEAD_MODELS
+    from DBSSegmentationLogic.postop.leads import DEFAULT_LEAD, LEAD_MODELS
 
     if argv and argv[0] == "--":
         argv = argv[1:]
@@ -51,12 +51,12 @@ def parse_arguments(argv):
 def run(args, scene, logic, pipeline) -> int:
     """The batch job on ``scene`` with the module logic; returns the exit code. No dialogs."""
     import vtk
-
-    from DBSSegmentationLogic.exceptions import DBSInputError
-    from DBSSegmentationLogic.imageio import read_volume
-    from DBSSegmentationLogic.markups import read_markups_points
     from DBSTargetingLib.mrml_glue import volume_node_from_volume
     from DBSTargetingLib.subject_hierarchy import case_folder, place_in_folder
+
+    from DBSSegmentationLogic.io.exceptions import DBSInputError
+    from DBSSegmentationLogic.io.markups import read_markups_points
+    from DBSSegmentationLogic.io.volumes import read_volume
 
     try:
         if (args.preop_ct or args.lead_model) and not args.ct:
@@ -113,9 +113,9 @@ def main(argv) -> int:
     except SystemExit as stop:  # argparse: --help or bad options
         return EXIT_OK if stop.code == 0 else EXIT_BAD_INPUT
     import slicer
+    from DBSTargetingLib import case_pipeline
 
     import DBSTargeting  # the module's own file, on the path once Slicer loaded the module
-    from DBSTargetingLib import case_pipeline
 
     return run(args, slicer.mrmlScene, DBSTargeting.DBSTargetingLogic(), case_pipeline)
 

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from ..io.exceptions import DBSInputError
+from ..io.volumes import RAS_TO_LPS
 from .acpc import AcpcSpace, as_point
-from .exceptions import DBSInputError
-from .imageio import RAS_TO_LPS
 
 FRAME_CENTRE_MM = 100.0
 

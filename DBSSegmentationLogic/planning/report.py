@@ -15,10 +15,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
-from .acpc import AcpcSpace, describe_acpc_point  # noqa: E402
-from .atomic import atomic_output  # noqa: E402
-from .imageio import Volume  # noqa: E402
-from .labels import STRUCTURES  # noqa: E402
+from ..geometry.acpc import AcpcSpace, describe_acpc_point  # noqa: E402
+from ..io.figures import grey_window, save_figure  # noqa: E402
+from ..io.staged_output import atomic_output  # noqa: E402
+from ..io.volumes import Volume  # noqa: E402
+from ..segmentation.labels import STRUCTURES  # noqa: E402
 
 AXIAL_HALF_WIDTH_MM = 32.0
 AXIAL_AP_RANGE_MM = (-30.0, 22.0)
@@ -50,20 +51,6 @@ def _draw_labels(axis, labels_plane: np.ndarray, extent):
             axis.contour(mask.astype(float), levels=[0.5], colors=[colour], linewidths=1.2, extent=extent, origin="lower")
 
 
-def _grey(image: np.ndarray) -> tuple[float, float]:
-    values = image[image != 0]
-    if values.size == 0:
-        return 0.0, 1.0
-    return float(np.percentile(values, 1)), float(np.percentile(values, 99.5))
-
-
-def _save(figure, path: Path) -> Path:
-    with atomic_output(path, ".png") as temporary:
-        figure.savefig(temporary, dpi=110, bbox_inches="tight", format="png")
-    plt.close(figure)
-    return path
-
-
 def axial_construction_figure(mri: Volume, labels: Volume, acpc: AcpcSpace, plan: dict, path) -> Path:
     """The axial AC-PC plane of the construction: segmentation, red-nucleus line, A, B, targets,
     indirect targets (as in the source study's figures)."""
@@ -75,7 +62,7 @@ def axial_construction_figure(mri: Volume, labels: Volume, acpc: AcpcSpace, plan
     image, label_plane = _sample(mri, points, 1), _sample(labels, points, 0)
     extent = [-AXIAL_HALF_WIDTH_MM, AXIAL_HALF_WIDTH_MM, *AXIAL_AP_RANGE_MM]
     figure, axis = plt.subplots(figsize=(7, 6.2))
-    low, high = _grey(image)
+    low, high = grey_window(image)
     axis.imshow(image, cmap="gray", vmin=low, vmax=high, extent=extent, origin="lower")
     _draw_labels(axis, label_plane, extent)
     to_picture = lambda p: (-p[0], p[1])  # noqa: E731  AC-PC (x, y) -> picture (u, v)
@@ -107,7 +94,7 @@ def axial_construction_figure(mri: Volume, labels: Volume, acpc: AcpcSpace, plan
     axis.text(0.01, 0.98, "R", color="white", transform=axis.transAxes, va="top", fontsize=14, weight="bold")
     axis.text(0.97, 0.98, "L", color="white", transform=axis.transAxes, va="top", fontsize=14, weight="bold")
     axis.legend(loc="lower right", fontsize=7)
-    return _save(figure, Path(path))
+    return save_figure(figure, path)
 
 
 def trajectory_figure(mri: Volume, labels: Volume, acpc: AcpcSpace, trajectory: dict, path) -> Path:
@@ -125,7 +112,7 @@ def trajectory_figure(mri: Volume, labels: Volume, acpc: AcpcSpace, trajectory: 
         points = _plane(acpc, target, across, along, (-25, 25), (-15, length + 5))
         image, label_plane = _sample(mri, points, 1), _sample(labels, points, 0)
         extent = [-25, 25, -15, length + 5]
-        low, high = _grey(image)
+        low, high = grey_window(image)
         axis.imshow(image, cmap="gray", vmin=low, vmax=high, extent=extent, origin="lower")
         _draw_labels(axis, label_plane, extent)
         axis.plot([0, 0], [0, length], color="cyan", lw=1.5)
@@ -133,7 +120,7 @@ def trajectory_figure(mri: Volume, labels: Volume, acpc: AcpcSpace, trajectory: 
         axis.set_title(f"{trajectory['name']}: {title}", fontsize=9)
         axis.set_xlabel(f"{low_name} ← mm → {high_name}")
         axis.set_ylabel("mm above the target along the trajectory")
-    return _save(figure, Path(path))
+    return save_figure(figure, path)
 
 
 def render_3d(labels: Volume, trajectories: list, path, size=(900, 700)) -> Path:

@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..io.exceptions import DBSInputError
 from .acpc import as_point
-from .exceptions import DBSInputError
 
 #: Entry and target closer than this cannot define a trajectory.
 MIN_TRAJECTORY_LENGTH_MM = 1.0

@@ -20,14 +20,17 @@ from pathlib import Path
 
 import numpy as np
 
-from . import labels as label_codes
-from .atomic import atomic_output, write_json_atomic
-from .exceptions import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_INTERNAL_ERROR, EXIT_OK, DBSInputError
-from .imageio import read_volume, write_volume
-
-
-def progress(fraction: float, message: str) -> None:
-    print(f"PROGRESS {fraction:.2f} {message}", flush=True)
+from ..io.exceptions import (
+    EXIT_BAD_INPUT,
+    EXIT_CANCELLED,
+    EXIT_INTERNAL_ERROR,
+    EXIT_OK,
+    DBSInputError,
+)
+from ..io.staged_output import atomic_output, write_json_atomic
+from ..io.volumes import read_volume, write_volume
+from ..segmentation import labels as label_codes
+from .options import progress
 
 
 def _default_path(labels_path: Path, suffix: str) -> Path:
@@ -49,7 +52,7 @@ def run(args) -> int:
     try:
         import torch  # deferred: `frame` and other commands do not need torch
 
-        from . import segmentation
+        from ..segmentation import engine as segmentation
 
         torch.set_num_threads(max(1, min(os.cpu_count() or 1, args.threads)))
         started = time.perf_counter()

@@ -13,9 +13,9 @@ from typing import Optional
 import numpy as np
 from scipy import ndimage
 
+from ..geometry.acpc import AcpcSpace, describe_acpc_point
+from ..io.volumes import Volume
 from . import labels as label_codes
-from .acpc import AcpcSpace, describe_acpc_point
-from .imageio import Volume
 
 #: A structure whose volume is below this fraction of its typical lower bound is flagged (DESIGN §5: ~20%).
 SMALL_VOLUME_FRACTION = 0.2

@@ -33,9 +33,9 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .exceptions import DBSInputError
-from .frame import read_image_to_frame_transform
-from .imageio import RAS_TO_LPS, Volume, volume_from_sitk, volume_to_sitk
+from ..geometry.frame import read_image_to_frame_transform
+from ..io.exceptions import DBSInputError
+from ..io.volumes import RAS_TO_LPS, Volume, volume_from_sitk, volume_to_sitk
 
 DEFAULT_METAL_THRESHOLD_HU = 800.0
 #: Voxels above the metal threshold at least this deep inside the head are metal, not skull.
@@ -562,7 +562,7 @@ def read_ct_to_mri_transform(path, file_maps: str = "mri-to-ct") -> np.ndarray:
 def write_ct_to_mri_transform(ct_to_mri_ras: np.ndarray, path, file_maps: str = "mri-to-ct"):
     """Write ``ct_to_mri_ras`` as an ITK affine transform file readable by Slicer and by
     :func:`read_ct_to_mri_transform` with the same ``file_maps``."""
-    from .frame import FrameSpace, write_image_to_frame_transform
+    from ..geometry.frame import FrameSpace, write_image_to_frame_transform
 
     convention = "frame-to-image" if file_maps == "mri-to-ct" else "image-to-frame"
     return write_image_to_frame_transform(FrameSpace.from_matrix(ct_to_mri_ras, "CT to MRI"), path, convention)

@@ -25,18 +25,25 @@ from pathlib import Path
 
 import numpy as np
 
-from . import fusion as fusion_logic
-from .acpc import AcpcSpace
-from .atomic import staged_output_folder, write_json_atomic
-from .electrodes import DEFAULT_METAL_THRESHOLD_HU, DetectedLead, check_is_ct, lead_from_points, localize_leads
-from .exceptions import DBSInputError
-from .frame import TRANSFORM_FILE_CONVENTIONS as FRAME_FILE_CONVENTIONS
-from .frame import FrameSpace, read_image_to_frame_transform
-from .imageio import read_volume
-from .leads import DEFAULT_LEAD, LEAD_MODELS
-from .markups import write_markups_points
-from .placement_error import placement_error
-from .trajectory import Trajectory
+from ..geometry.acpc import AcpcSpace
+from ..geometry.frame import TRANSFORM_FILE_CONVENTIONS as FRAME_FILE_CONVENTIONS
+from ..geometry.frame import FrameSpace, read_image_to_frame_transform
+from ..geometry.placement_error import placement_error
+from ..geometry.trajectory import Trajectory
+from ..io.exceptions import DBSInputError
+from ..io.markups import write_markups_points
+from ..io.staged_output import staged_output_folder, write_json_atomic
+from ..io.volumes import read_volume
+from ..postop import fusion as fusion_logic
+from ..postop.electrodes import (
+    DEFAULT_METAL_THRESHOLD_HU,
+    DetectedLead,
+    check_is_ct,
+    lead_from_points,
+    localize_leads,
+)
+from ..postop.leads import DEFAULT_LEAD, LEAD_MODELS
+from .options import progress
 
 FORMAT = "dbs-postop/1"
 SIDES = ("left", "right")
@@ -47,9 +54,6 @@ MIN_TIP_DEPTH_CT_MM = 10.0
 #: At most this many leads (one per side).
 MAX_LEADS = 2
 
-
-def progress(fraction: float, message: str) -> None:
-    print(f"PROGRESS {fraction:.2f} {message}", flush=True)
 
 
 def _raise_keyboard_interrupt(signum, frame):
@@ -350,7 +354,7 @@ def _run(args) -> int:
         "warnings": warnings,
     }
 
-    from . import postop_report
+    from ..postop import report as postop_report
 
     with staged_output_folder(out) as staging:
         progress(0.80, "drawing figures")

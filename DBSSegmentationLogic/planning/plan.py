@@ -11,13 +11,13 @@ from typing import Optional
 
 import numpy as np
 
-from .acpc import AcpcSpace, describe_acpc_point
-from .exceptions import DBSInputError
-from .frame import FrameSpace, round_to_half
-from .imageio import Volume
-from .labels import BY_CODE, BY_NAME, STRUCTURES
+from ..geometry.acpc import AcpcSpace, describe_acpc_point
+from ..geometry.frame import FrameSpace, round_to_half
+from ..geometry.trajectory import Trajectory
+from ..io.exceptions import DBSInputError
+from ..io.volumes import Volume
+from ..segmentation.labels import BY_CODE, BY_NAME, STRUCTURES
 from .targets import SIDE_SIGN, SIDES, bejjani_targets, indirect_targets
-from .trajectory import Trajectory
 
 TARGET_KINDS = ("stn", "psa", "gpi")
 #: Typical approach: the trajectory seen from the side rises this much above the AC-PC plane
@@ -159,8 +159,8 @@ def atlas_caudate_along(trajectory: Trajectory, template_to_image_ras: np.ndarra
     """Closest distance (mm) from the segment to the CIT168 caudate carried into the image by the
     localization's template-to-image map, and whether the segment passes through it. An atlas
     estimate (the caudate is not segmented): it can be off by the registration's error."""
-    from .template import SHIPPED_CAUDATE
-    from .imageio import read_volume
+    from ..io.volumes import read_volume
+    from ..segmentation.template import SHIPPED_CAUDATE
 
     caudate = read_volume(SHIPPED_CAUDATE)
     voxels = np.argwhere(caudate.array > 0)
@@ -270,7 +270,7 @@ def blocked_sides(quality: list, target_kind: str) -> dict:
 def plan_with_quality(labels: Volume, acpc: AcpcSpace, target_kind: str = "stn", **plan_options) -> dict:
     """Quality-check the label map, block the sides it flags, plan the rest: the ``plan.json`` content
     (with ``segmentation_quality``). ``plan_options`` go to :func:`plan_case`."""
-    from .segmentation_quality import structure_quality
+    from ..segmentation.quality import structure_quality
 
     quality = [s.to_dict() for s in structure_quality(labels, acpc)]
     plan = plan_case(labels, acpc, target_kind, inadequate_sides=blocked_sides(quality, target_kind), **plan_options)

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .atomic import atomic_output
 from .exceptions import DBSInputError
+from .staged_output import atomic_output
 
 #: Diagonal that turns RAS into LPS and back (it is its own inverse).
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])

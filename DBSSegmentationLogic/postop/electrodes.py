@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 
-from .exceptions import DBSInputError
-from .imageio import Volume
+from ..io.exceptions import DBSInputError
+from ..io.volumes import Volume
 from .leads import DEFAULT_LEAD, LEAD_MODELS
 
 DEFAULT_METAL_THRESHOLD_HU = 800.0

@@ -20,9 +20,9 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull
 from skimage import measure
 
-from .acpc import AcpcSpace, describe_acpc_point
-from .imageio import Volume
-from .labels import BY_NAME
+from ..geometry.acpc import AcpcSpace, describe_acpc_point
+from ..io.volumes import Volume
+from ..segmentation.labels import BY_NAME
 
 SIDES = ("left", "right")
 #: Sign of the AC-PC x coordinate on each side (x points to the patient's right).

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .exceptions import DBSInputError
+from ..io.exceptions import DBSInputError
 
 #: Below this AC-PC distance (mm) the landmarks cannot be real commissures.
 MIN_ACPC_LENGTH_MM = 5.0

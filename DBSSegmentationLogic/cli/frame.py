@@ -1,60 +1,20 @@
-"""Command line: ``dbs-plan <command>`` (also ``python -m DBSSegmentationLogic <command>``).
-
-Exit codes: 0 success, 2 bad input (one line on stderr names the problem), 3 internal failure,
-130 cancelled.
-"""
+"""``dbs-plan frame``: Leksell X/Y/Z, ring and arc of one trajectory from landmarks (or the inverse)."""
 from __future__ import annotations
 
-import argparse
-import os
-import sys
 from pathlib import Path
-from typing import Optional, Sequence
 
-import numpy as np
-
-from . import __version__, plan_command, postop_command, segment_command
-from .atomic import write_json_atomic
-from .acpc import AcpcSpace
-from .exceptions import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_INTERNAL_ERROR, EXIT_OK, DBSInputError
-from .frame import (
-    MOUNTINGS, TRANSFORM_FILE_CONVENTIONS, FrameSpace, direction_from_ring_arc, read_image_to_frame_transform,
+from ..geometry.acpc import AcpcSpace
+from ..geometry.frame import (
+    MOUNTINGS,
+    TRANSFORM_FILE_CONVENTIONS,
+    FrameSpace,
+    direction_from_ring_arc,
+    read_image_to_frame_transform,
 )
-from .frameplan import FramePlan, compute_frame_plan
-from .markups import find_landmarks, read_markups_points
-
-LANDMARK_OPTIONS = ("ac", "pc", "midline", "target", "entry")
-
-
-def add_point_option(parser: argparse.ArgumentParser, name: str, help_text: str) -> None:
-    parser.add_argument(f"--{name}", nargs=3, type=float, metavar=("R", "A", "S"), help=f"{help_text} (RAS mm)")
-
-
-def add_markups_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--markups", action="append", default=[], metavar="FILE.mrk.json",
-        help="Slicer markups file(s) with points labelled AC, PC, midline, target, entry; "
-        "points given as options take precedence",
-    )
-
-
-def collect_landmarks(args, required: Sequence[str], names: Sequence[str] = LANDMARK_OPTIONS) -> dict[str, np.ndarray]:
-    """Landmarks ``names`` from markups files, overridden by explicit options; error if a required one is missing."""
-    landmarks: dict[str, np.ndarray] = {}
-    for markups_path in args.markups:
-        for name, point in find_landmarks(read_markups_points(markups_path)).items():
-            if name in names:
-                landmarks[name] = point
-    for name in names:
-        value = getattr(args, name, None)
-        if value is not None:
-            landmarks[name] = np.array(value, dtype=float)
-    missing = [name for name in required if name not in landmarks]
-    if missing:
-        raise DBSInputError(
-            "missing landmark(s): " + ", ".join(missing) + " (give --" + " --".join(missing) + " or a markups file)"
-        )
-    return landmarks
+from ..geometry.frameplan import FramePlan, compute_frame_plan
+from ..io.exceptions import EXIT_OK, DBSInputError
+from ..io.staged_output import write_json_atomic
+from .options import add_markups_option, add_point_option, collect_landmarks
 
 
 def format_frame_plan(plan: FramePlan) -> str:
@@ -123,7 +83,7 @@ def run_frame(args) -> int:
     return EXIT_OK
 
 
-def add_frame_parser(subparsers) -> None:
+def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "frame",
         help="frame settings (Leksell X/Y/Z, ring, arc) for a target and entry",
@@ -152,38 +112,3 @@ def add_frame_parser(subparsers) -> None:
                         "node that moves the image into the frame) or 'image-to-frame'")
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the plan as JSON")
     parser.set_defaults(handler=run_frame)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="dbs-plan", description="Deep brain stimulation planning: segmentation, targets, frame settings."
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    subparsers.required = True
-    add_frame_parser(subparsers)
-    plan_command.register(subparsers)
-    postop_command.register(subparsers)
-    segment_command.register(subparsers)
-    return parser
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.handler(args)
-    except DBSInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("cancelled", file=sys.stderr)
-        return EXIT_CANCELLED
-    except Exception as error:  # noqa: BLE001 - one line for the user; DBS_DEBUG=1 shows the traceback
-        if os.environ.get("DBS_DEBUG"):
-            raise
-        print(f"internal error: {type(error).__name__}: {error}".splitlines()[0], file=sys.stderr)
-        return EXIT_INTERNAL_ERROR
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import write_json_atomic
 from .exceptions import DBSInputError
-from .imageio import lps_to_ras, ras_to_lps
+from .staged_output import write_json_atomic
+from .volumes import lps_to_ras, ras_to_lps
 
 MARKUPS_SCHEMA = (
     "https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/Resources/"

@@ -14,23 +14,27 @@ from pathlib import Path
 
 import numpy as np
 
-from .acpc import AcpcSpace
-from .atomic import staged_output_folder, write_json_atomic
-from .exceptions import DBSInputError
-from .frame import MOUNTINGS, TRANSFORM_FILE_CONVENTIONS, read_image_to_frame_transform
-from .imageio import read_volume, write_volume
-from .markups import write_markups_points
-from .planning import (
-    DEFAULT_CORONAL_ANGLE_DEG, DEFAULT_ENTRY_DISTANCE_MM, DEFAULT_SAGITTAL_ANGLE_DEG, TARGET_KINDS, plan_with_quality,
+from ..geometry.acpc import AcpcSpace
+from ..geometry.frame import (
+    MOUNTINGS,
+    TRANSFORM_FILE_CONVENTIONS,
+    read_image_to_frame_transform,
 )
-
-
-def progress(fraction: float, message: str) -> None:
-    print(f"PROGRESS {fraction:.2f} {message}", flush=True)
+from ..io.exceptions import DBSInputError
+from ..io.markups import write_markups_points
+from ..io.staged_output import staged_output_folder, write_json_atomic
+from ..io.volumes import read_volume, write_volume
+from ..planning.plan import (
+    DEFAULT_CORONAL_ANGLE_DEG,
+    DEFAULT_ENTRY_DISTANCE_MM,
+    DEFAULT_SAGITTAL_ANGLE_DEG,
+    TARGET_KINDS,
+    plan_with_quality,
+)
+from .options import add_markups_option, add_point_option, collect_landmarks, progress
 
 
 def run_plan(args) -> int:
-    from .cli import collect_landmarks  # the CLI's landmark options, shared with `frame`
 
     started = time.perf_counter()
     out = Path(args.out)
@@ -48,7 +52,7 @@ def run_plan(args) -> int:
 
     segmented = None
     if args.labels:
-        from . import localization
+        from ..segmentation import localization
 
         progress(0.10, "reading the label map")
         labels = read_volume(args.labels)
@@ -61,7 +65,7 @@ def run_plan(args) -> int:
             located = localization.from_user_landmarks(*user_landmarks)
             landmark_source = "user"
     else:
-        from . import segmentation
+        from ..segmentation import engine as segmentation
 
         progress(0.10, "loading the segmentation model")
         model = segmentation.load_model(device=args.device)
@@ -85,7 +89,7 @@ def run_plan(args) -> int:
     plan_dict.update({"mri": str(args.mri), "labels": str(args.labels) if args.labels else "segmented by this run",
                       "landmark_source": landmark_source, "localization": located.to_dict()})
 
-    from . import report
+    from ..planning import report
 
     with staged_output_folder(out) as staging:
         progress(0.75, "drawing figures")
@@ -119,7 +123,6 @@ def run_plan(args) -> int:
 
 
 def register(subparsers) -> None:
-    from .cli import add_markups_option, add_point_option
 
     parser = subparsers.add_parser(
         "plan", help="targets, trajectories and frame settings from an MRI (and its labels)",

@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from .imageio import Volume, read_volume
-
+from ..io.volumes import Volume, read_volume
 
 
 def _resources_dir() -> Path:
@@ -27,7 +26,7 @@ def _resources_dir() -> Path:
     editable install), or the copy a regular ``pip install`` puts under ``<prefix>/share/dbs-targeting``."""
     if os.environ.get("DBS_TARGETING_RESOURCES"):
         return Path(os.environ["DBS_TARGETING_RESOURCES"])
-    checkout = Path(__file__).resolve().parent.parent / "Resources"
+    checkout = Path(__file__).resolve().parents[2] / "Resources"
     installed = Path(sys.prefix) / "share" / "dbs-targeting" / "Resources"
     return checkout if checkout.is_dir() or not installed.is_dir() else installed
 

@@ -13,8 +13,8 @@ from typing import Optional
 
 import numpy as np
 
+from ..io.exceptions import DBSInputError
 from .acpc import AcpcSpace, as_point
-from .exceptions import DBSInputError
 from .frame import FrameSpace
 from .trajectory import Trajectory
 

@@ -20,15 +20,15 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from ..geometry.acpc import AcpcSpace
+from ..io.exceptions import DBSInputError
+from ..io.volumes import Volume
 from . import labels as label_codes
 from . import localization as localization_module
 from . import template as template_space
-from .acpc import AcpcSpace
-from .exceptions import DBSInputError
-from .imageio import Volume
+from .intensity import normalize_intensity
 from .model import build_model, network_input
-from .segmentation_quality import StructureStats, structure_quality
-from .synthesis import normalize_intensity
+from .quality import StructureStats, structure_quality
 
 MANIFEST_PATH = template_space.MODELS_DIR / "manifest.json"
 #: Minimum fraction of the ROI core (the nuclei with 5 mm margin) that must lie inside the field of view.

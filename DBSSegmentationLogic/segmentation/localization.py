@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import SimpleITK as sitk
 
+from ..geometry.acpc import AcpcSpace
+from ..io.exceptions import DBSInputError
+from ..io.volumes import Volume, volume_to_sitk
 from . import template as template_space
-from .acpc import AcpcSpace
-from .exceptions import DBSInputError
-from .imageio import Volume, volume_to_sitk
 
 _LPS4 = np.diag([-1.0, -1.0, 1.0, 1.0])
 #: Fraction of the fixed mask voxels used by the metric (fixed seed: reproducible).

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from .imageio import Volume
-from .leads import DEFAULT_LEAD, LEAD_MODELS
+from ..io.volumes import Volume
+from ..postop.leads import DEFAULT_LEAD, LEAD_MODELS
 
 AIR_HU, SKIN_HU, SKULL_HU, BRAIN_HU, CSF_HU = -1000.0, 40.0, 1200.0, 35.0, 8.0
 #: Metal attenuation before blurring: far above the scanner's range, so the artefact saturates at

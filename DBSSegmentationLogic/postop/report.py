@@ -15,9 +15,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
-from .acpc import AcpcSpace, describe_acpc_point  # noqa: E402
-from .imageio import Volume  # noqa: E402
-from .report import _grey, _save  # noqa: E402
+from ..geometry.acpc import AcpcSpace, describe_acpc_point  # noqa: E402
+from ..io.figures import grey_window, save_figure  # noqa: E402
+from ..io.volumes import Volume  # noqa: E402
 
 FUSION_HALF_WIDTH_MM = 95.0
 FUSION_PIXEL_MM = 0.5
@@ -93,7 +93,7 @@ def fusion_figure(mri: Volume, ct: Volume, ct_to_mri_ras: np.ndarray, acpc: Acpc
         points = _plane_ras(centre, u, v, span, span, FUSION_PIXEL_MM)
         image = sample(mri, points, 1)
         ct_plane = sample(ct, _ct_points(points, ct_to_mri_ras), 1, outside=-1000.0)
-        low, high = _grey(image)
+        low, high = grey_window(image)
         axis = axes[0, column]
         axis.imshow(image, cmap="gray", vmin=low, vmax=high, extent=extent, origin="lower")
         if (ct_plane > BONE_HU).any():
@@ -121,7 +121,7 @@ def fusion_figure(mri: Volume, ct: Volume, ct_to_mri_ras: np.ndarray, acpc: Acpc
     axes[0, 0].legend(loc="lower right", fontsize=7)
     figure.suptitle(title or "Fusion quality: planning MRI and the fused post-operative CT", fontsize=11)
     figure.tight_layout()
-    return _save(figure, Path(path))
+    return save_figure(figure, path)
 
 
 def trajectory_figure(mri: Volume, ct: Volume, ct_to_mri_ras: np.ndarray, acpc: AcpcSpace, trajectory: dict,
@@ -156,7 +156,7 @@ def trajectory_figure(mri: Volume, ct: Volume, ct_to_mri_ras: np.ndarray, acpc: 
                 ("MRI", sample(mri, points, 1), None),
                 (f"CT ±{CT_SLAB_HALF_MM:g} mm MIP", slab, TRAJECTORY_CT_WINDOW_HU))):
             axis = axes[row, column]
-            low, high = window or _grey(image)
+            low, high = window or grey_window(image)
             axis.imshow(image, cmap="gray", vmin=low, vmax=high, extent=extent, origin="lower")
             axis.plot([0, 0], [0, length], color="cyan", lw=1.3, label="planned trajectory")
             axis.plot(0, 0, "+", color="cyan", ms=14, mew=2, label="planned target")
@@ -178,7 +178,7 @@ def trajectory_figure(mri: Volume, ct: Volume, ct_to_mri_ras: np.ndarray, acpc: 
     if error:
         figure.suptitle(f"{trajectory['name']}: Euclidean {error['euclidean_mm']:.1f} mm, depth {error['depth_mm']:+.1f} mm, "
                         f"radial {error['radial_mm']:.1f} mm, angle {error['angular_deg']:.1f}°", fontsize=11)
-    return _save(figure, Path(path))
+    return save_figure(figure, path)
 
 
 def _fmt(values, digits=1) -> str:

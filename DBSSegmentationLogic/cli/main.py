@@ -1,0 +1,58 @@
+"""Command line: ``dbs-plan <command>`` (also ``python -m DBSSegmentationLogic <command>``).
+
+Exit codes: 0 success, 2 bad input (one line on stderr names the problem), 3 internal failure,
+130 cancelled.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Optional, Sequence
+
+from .. import __version__
+from ..io.exceptions import (
+    EXIT_BAD_INPUT,
+    EXIT_CANCELLED,
+    EXIT_INTERNAL_ERROR,
+    DBSInputError,
+)
+from . import frame as frame_command
+from . import plan as plan_command
+from . import postop as postop_command
+from . import segment as segment_command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dbs-plan", description="Deep brain stimulation planning: segmentation, targets, frame settings."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    frame_command.register(subparsers)
+    plan_command.register(subparsers)
+    postop_command.register(subparsers)
+    segment_command.register(subparsers)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except DBSInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("cancelled", file=sys.stderr)
+        return EXIT_CANCELLED
+    except Exception as error:  # noqa: BLE001 - one line for the user; DBS_DEBUG=1 shows the traceback
+        if os.environ.get("DBS_DEBUG"):
+            raise
+        print(f"internal error: {type(error).__name__}: {error}".splitlines()[0], file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,2 @@
+"""Coordinates and their conventions: AC-PC space, Leksell frame and ring/arc, trajectories, placement
+errors. May import ``io`` only."""
