@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 bad input (one line on stderr names the problem), 3 int
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from typing import Optional, Sequence
@@ -17,6 +18,7 @@ from ..io.exceptions import (
     EXIT_INTERNAL_ERROR,
     DBSInputError,
 )
+from ..io.library_output import quiet_libraries
 from . import frame as frame_command
 from . import plan as plan_command
 from . import postop as postop_command
@@ -39,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    # Library messages (ITK, GDCM, MetaIO, VTK) go to the debug log, never as stray stderr lines;
+    # DBS_DEBUG=1 prints that log (and tracebacks).
+    quiet_libraries()
+    if os.environ.get("DBS_DEBUG"):
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
     try:
         return args.handler(args)
     except DBSInputError as error:

@@ -46,3 +46,21 @@ def collect_landmarks(args, required: Sequence[str], names: Sequence[str] = LAND
 def progress(fraction: float, message: str) -> None:
     """One machine-readable progress line (DESIGN section 7), read by the Slicer module's job runner."""
     print(f"PROGRESS {fraction:.2f} {message}", flush=True)
+
+
+#: What to install for each optional part (pyproject extras).
+OPTIONAL_MODULES = {
+    "torch": 'segmentation needs PyTorch, which is not installed: pip install "dbs-targeting[segmentation]" (or install torch)',
+}
+
+
+def require_module(name: str, alternative: str = ""):
+    """Import an optional dependency, or refuse with one line saying what to install (exit 2);
+    ``alternative`` is appended (e.g. ", or give --labels")."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        message = OPTIONAL_MODULES.get(name, f"the Python package '{name}' is not installed")
+        raise DBSInputError(message + alternative) from None

@@ -5,8 +5,9 @@
 
 Prints ``PROGRESS <fraction> <step>`` lines on stdout (flushed). Writes the label map on the input's
 own grid, the colour table (code name R G B A) and a JSON report (per structure: volume, centroid in
-RAS and AC-PC, quality flags; localization; timings). Every output is written to a temporary name
-and renamed at the end; on failure or cancel, none is left behind.
+RAS and AC-PC, quality flags; localization; timings). The output paths are checked writable before any
+computation; every output is staged beside its destination and all are moved into place together at
+the end; on failure or cancel none is left behind and earlier files at those paths stay byte-identical.
 
 Exit codes: 0 ok, 2 bad input (one line on stderr), 3 internal failure, 130 cancelled (SIGINT/SIGTERM).
 """
@@ -27,10 +28,11 @@ from ..io.exceptions import (
     EXIT_OK,
     DBSInputError,
 )
-from ..io.staged_output import atomic_output, write_json_atomic
-from ..io.volumes import read_volume, write_volume
+from ..io.input_checks import check_output_destinations
+from ..io.staged_output import staged_files, write_json_atomic
+from ..io.volumes import read_checked_volume, write_volume
 from ..segmentation import labels as label_codes
-from .options import progress
+from .options import progress, require_module
 
 
 def _default_path(labels_path: Path, suffix: str) -> Path:
@@ -48,63 +50,53 @@ def _raise_keyboard_interrupt(signum, frame):
 
 def run(args) -> int:
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    written: list[Path] = []
     try:
-        import torch  # deferred: `frame` and other commands do not need torch
-
-        from ..segmentation import engine as segmentation
-
-        torch.set_num_threads(max(1, min(os.cpu_count() or 1, args.threads)))
         started = time.perf_counter()
         output = Path(args.output)
         json_path = Path(args.json) if args.json else _default_path(output, ".json")
         table_path = Path(args.color_table) if args.color_table else _default_path(output, "_colors.txt")
+        outputs = {"labels": output, "color_table": table_path, "json": json_path}
+        # Before any computation: every output writable, none an input (exit 2, one line).
+        check_output_destinations(files=outputs.values(), inputs=[args.input])
         landmarks = [args.ac, args.pc, args.midline]
         if any(p is not None for p in landmarks) and not all(p is not None for p in landmarks):
             raise DBSInputError("give all three of --ac, --pc and --midline, or none (automatic localization)")
+        torch = require_module("torch")  # deferred: `frame` and other commands do not need torch
+
+        from ..segmentation import engine as segmentation
+
+        torch.set_num_threads(max(1, min(os.cpu_count() or 1, args.threads)))
         progress(0.00, "reading")
-        volume = read_volume(args.input)
+        volume = read_checked_volume(args.input, "segmentation", f"the input image {args.input}")
         progress(0.05, "loading model")
         model = segmentation.load_model(device=args.device)
         result = segmentation.segment(volume, model, *(np.array(p) if p else None for p in landmarks),
                                       progress=progress)
         progress(0.90, "writing")
-        write_volume(result.labels, output)
-        written.append(output)
-        with atomic_output(table_path, ".txt") as temporary:
-            temporary.write_text("\n".join(label_codes.colour_table_lines()) + "\n")
-        written.append(table_path)
-        report = result.to_dict()
-        report["input"] = str(args.input)
-        report["outputs"] = {"labels": str(output), "color_table": str(table_path), "json": str(json_path)}
-        report["timings_s"]["command_total"] = round(time.perf_counter() - started, 3)
-        write_json_atomic(json_path, report)
-        written.append(json_path)
+        # All outputs staged beside their destinations and moved into place together (an earlier
+        # result stays byte-identical unless every new file is complete).
+        with staged_files(outputs.values()) as staged:
+            write_volume(result.labels, staged[output])
+            staged[table_path].write_text("\n".join(label_codes.colour_table_lines()) + "\n")
+            report = result.to_dict()
+            report["input"] = str(args.input)
+            report["outputs"] = {name: str(path) for name, path in outputs.items()}
+            report["timings_s"]["command_total"] = round(time.perf_counter() - started, 3)
+            write_json_atomic(staged[json_path], report)
         for structure in result.structures:
             flags = ", ".join(structure.flags) if structure.flags else "ok"
             print(f"{structure.name:10s} {structure.volume_mm3:8.1f} mm3  {flags}")
         progress(1.00, "done")
         return EXIT_OK
     except DBSInputError as error:
-        _remove(written)
         print(f"error: {error}", file=sys.stderr, flush=True)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        _remove(written)
         print("cancelled", file=sys.stderr, flush=True)
         return EXIT_CANCELLED
     except Exception as error:  # noqa: BLE001 - the background process must always answer with one line
-        _remove(written)
         print(f"internal error: {type(error).__name__}: {error}".splitlines()[0], file=sys.stderr, flush=True)
         return EXIT_INTERNAL_ERROR
-
-
-def _remove(paths) -> None:
-    for path in paths:
-        try:
-            Path(path).unlink()
-        except FileNotFoundError:
-            pass
 
 
 def register(subparsers) -> None:

@@ -6,8 +6,6 @@ a voxel index ``(i, j, k, 1)`` to RAS. SimpleITK works in LPS; the conversion ha
 """
 from __future__ import annotations
 
-import gzip
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +13,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from .exceptions import DBSInputError
+from .input_checks import check_file_integrity, check_volume
+from .library_output import captured_native_stderr
 from .staged_output import atomic_output
 
 #: Diagonal that turns RAS into LPS and back (it is its own inverse).
@@ -127,49 +127,41 @@ def _read_dicom_series(folder: Path) -> sitk.Image:
 
 
 def read_sitk_image(path) -> sitk.Image:
-    """Read NIfTI, NRRD, MHA/MHD or a DICOM series folder; raise :class:`DBSInputError` when unreadable."""
+    """Read NIfTI, NRRD, MHA/MHD or a DICOM series folder; raise :class:`DBSInputError` when unreadable,
+    damaged or truncated (checked before reading: ITK zero-fills a short NIfTI file silently)."""
     path = Path(path)
     if not path.exists():
         raise DBSInputError(f"image not found: {path}")
-    try:
-        if path.is_dir():
-            return _read_dicom_series(path)
-        if path.stat().st_size == 0:
-            raise DBSInputError(f"image file is empty: {path}")
-        image = sitk.ReadImage(str(path))
-        if _suffix(path) in (".nii", ".nii.gz"):
-            _refuse_nifti_non_finite(path)
-        return image
-    except RuntimeError as error:  # SimpleITK reports unreadable files as RuntimeError
-        first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown reason"
-        raise DBSInputError(f"cannot read image {path}: {first_line}") from None
-
-
-def _refuse_nifti_non_finite(path: Path) -> None:
-    """ITK's NIfTI reader silently turns NaN voxels into 0; check the stored floats ourselves."""
-    opener = gzip.open if _suffix(path) == ".nii.gz" else open
-    with opener(path, "rb") as handle:
-        header = handle.read(348)
-        if len(header) < 348:
-            return
-        endian = "<" if struct.unpack("<i", header[:4])[0] == 348 else ">"
-        datatype = struct.unpack(endian + "h", header[70:72])[0]
-        dtype = {16: "f4", 64: "f8"}.get(datatype)  # NIFTI_TYPE_FLOAT32, NIFTI_TYPE_FLOAT64
-        if dtype is None:
-            return  # integer data cannot hold NaN
-        vox_offset = int(struct.unpack(endian + "f", header[108:112])[0])
-        handle.read(max(0, vox_offset - 348))
-        bad = 0
-        while chunk := handle.read(1 << 24):
-            values = np.frombuffer(chunk[: len(chunk) // int(dtype[1]) * int(dtype[1])], endian + dtype)
-            bad += int(np.count_nonzero(~np.isfinite(values)))
-    if bad:
-        raise DBSInputError(f"the image contains {bad} NaN or infinite voxels: {path}")
+    if not path.is_dir() and path.stat().st_size == 0:
+        raise DBSInputError(f"image file is empty: {path}")
+    check_file_integrity(path)
+    with captured_native_stderr() as printed:
+        try:
+            image = _read_dicom_series(path) if path.is_dir() else sitk.ReadImage(str(path))
+            error = None
+        except RuntimeError as caught:  # SimpleITK reports unreadable files as RuntimeError
+            error = caught
+    if error is not None:
+        lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+        reason = lines[-1] if lines else "unknown reason"
+        if printed and (reason.startswith("Reason:") or not lines):
+            # MetaIO says why only on the C stderr ("data not read completely ... ideal = N : actual = M")
+            reason = " ".join(printed[:2])
+        raise DBSInputError(f"cannot read image {path}: {reason}")
+    return image
 
 
 def read_volume(path) -> Volume:
     """Read a 3D scalar image into a :class:`Volume` with exact RAS geometry."""
     return volume_from_sitk(read_sitk_image(path))
+
+
+def read_checked_volume(path, purpose: str, name: str | None = None) -> Volume:
+    """Read an image through the whole input gate: file integrity (before reading), then geometry,
+    voxel size for ``purpose`` and content (:func:`io.input_checks.check_volume`)."""
+    volume = read_volume(path)
+    check_volume(volume, purpose, name or f"image {path}")
+    return volume
 
 
 def _suffix(path: Path) -> str:
@@ -184,5 +176,30 @@ def write_volume(volume: Volume, path, compress: bool = True) -> Path:
     if suffix not in WRITE_SUFFIXES:
         raise DBSInputError(f"cannot write image format '{suffix}' ({path}); use one of {', '.join(WRITE_SUFFIXES)}")
     with atomic_output(path, suffix) as temporary:
-        sitk.WriteImage(volume_to_sitk(volume), str(temporary), compress)
+        with captured_native_stderr():
+            sitk.WriteImage(volume_to_sitk(volume), str(temporary), compress)
+        _check_stored_geometry(volume, temporary, path)
     return path
+
+
+#: Largest distance (mm) a grid corner may move between a volume and the file written from it.
+STORED_GEOMETRY_TOLERANCE_MM = 0.01
+
+
+def _check_stored_geometry(volume: Volume, written: Path, path: Path) -> None:
+    """Read the written header back: the file must put every voxel where the volume has it (the NIfTI
+    writer, for one, straightens a sheared direction matrix without failing)."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(written))
+    with captured_native_stderr():
+        reader.ReadImageInformation()
+    stored = np.eye(4)
+    direction = np.array(reader.GetDirection(), float).reshape(3, 3)
+    stored[:3, :3] = RAS_TO_LPS @ direction @ np.diag(np.array(reader.GetSpacing(), float))
+    stored[:3, 3] = RAS_TO_LPS @ np.array(reader.GetOrigin(), float)
+    size = np.array(volume.shape_ijk, float) - 1
+    corners = np.array([[a, b, c, 1.0] for a in (0, size[0]) for b in (0, size[1]) for c in (0, size[2])])
+    moved = float(np.linalg.norm((corners @ (stored - volume.ijk_to_ras).T)[:, :3], axis=1).max())
+    if moved > STORED_GEOMETRY_TOLERANCE_MM:
+        raise DBSInputError(f"{path.name} cannot hold this grid exactly (a corner would move {moved:.2f} mm, "
+                            "sheared axes?): the image was not written")
