@@ -13,6 +13,7 @@ from ..geometry.frame import (
 )
 from ..geometry.frameplan import FramePlan, compute_frame_plan
 from ..io.exceptions import EXIT_OK, DBSInputError
+from ..io.input_checks import check_output_destinations
 from ..io.staged_output import write_json_atomic
 from .options import add_markups_option, add_point_option, collect_landmarks
 
@@ -48,6 +49,8 @@ def format_frame_plan(plan: FramePlan) -> str:
 
 
 def run_frame(args) -> int:
+    if args.json:  # before any computation: the JSON can be written (exit 2, one line)
+        check_output_destinations(files=[args.json], inputs=[*args.markups, args.image_to_frame])
     if args.ring is not None or args.arc is not None:
         if args.ring is None or args.arc is None:
             raise DBSInputError("give both --ring and --arc (or neither, with --entry)")

@@ -22,8 +22,9 @@ from ..geometry.frame import (
 )
 from ..io.exceptions import DBSInputError
 from ..io.markups import write_markups_points
+from ..io.input_checks import check_output_destinations
 from ..io.staged_output import staged_output_folder, write_json_atomic
-from ..io.volumes import read_volume, write_volume
+from ..io.volumes import read_checked_volume, write_volume
 from ..planning.plan import (
     DEFAULT_CORONAL_ANGLE_DEG,
     DEFAULT_ENTRY_DISTANCE_MM,
@@ -31,15 +32,20 @@ from ..planning.plan import (
     TARGET_KINDS,
     plan_with_quality,
 )
-from .options import add_markups_option, add_point_option, collect_landmarks, progress
+from .options import add_markups_option, add_point_option, collect_landmarks, progress, require_module
 
 
 def run_plan(args) -> int:
 
     started = time.perf_counter()
     out = Path(args.out)
+    # Before any computation: the output folder can be written (exit 2, one line).
+    check_output_destinations(folders=[out], inputs=[args.mri, args.labels, *args.markups])
+    if not args.labels:
+        require_module("torch", ", or give --labels")
     progress(0.02, "reading the MRI")
-    mri = read_volume(args.mri)
+    # Segmenting needs adequate voxels; beside given labels the MRI serves the figures, but must hold an image.
+    mri = read_checked_volume(args.mri, "planning" if args.labels else "segmentation", f"the MRI {args.mri}")
     landmarks = collect_landmarks(args, (), names=("ac", "pc", "midline"))
     given = [name for name in ("ac", "pc", "midline") if name in landmarks]
     if given and len(given) < 3:
@@ -55,7 +61,7 @@ def run_plan(args) -> int:
         from ..segmentation import localization
 
         progress(0.10, "reading the label map")
-        labels = read_volume(args.labels)
+        labels = read_checked_volume(args.labels, "labels", f"the label map {args.labels}")
         if user_landmarks is None:
             progress(0.20, "finding AC, PC and the midline (registration to the template)")
             located = localization.register_to_template(mri)
@@ -98,7 +104,11 @@ def run_plan(args) -> int:
             name = trajectory["name"].replace(" ", "_")
             figures[f"{trajectory['name']} trajectory"] = report.trajectory_figure(mri, labels, acpc, trajectory, staging / f"trajectory_{name}.png")
         progress(0.85, "rendering 3D")
-        figures["3D view"] = report.render_3d(labels, plan_dict["trajectories"], staging / "view_3d.png")
+        view, reason = report.render_3d_or_reason(labels, plan_dict["trajectories"], staging / "view_3d.png")
+        if view is not None:
+            figures["3D view"] = view
+        else:
+            plan_dict.setdefault("report_notes", []).append(f"3D view skipped: {reason}")
         if segmented is not None:
             write_volume(labels, staging / "labels.nii.gz")
         points = {"AC": acpc.ac_ras, "PC": acpc.pc_ras, "Midline": acpc.midline_ras}
@@ -118,6 +128,8 @@ def run_plan(args) -> int:
             print(f"  warning: {warning}")
     for side, reason in plan_dict["failures"].items():
         print(f"{side.upper()} side not planned: {reason}")
+    for note in plan_dict.get("report_notes", []):
+        print(f"note: {note}")
     print(f"Report: {out / 'report.md'}")
     return 0
 

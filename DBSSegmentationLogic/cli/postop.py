@@ -18,8 +18,8 @@ Prints ``PROGRESS <fraction> <step>`` lines. Exit codes: 0 ok, 2 bad input (one 
 from __future__ import annotations
 
 import json
-import resource
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -33,7 +33,8 @@ from ..geometry.trajectory import Trajectory
 from ..io.exceptions import DBSInputError
 from ..io.markups import write_markups_points
 from ..io.staged_output import staged_output_folder, write_json_atomic
-from ..io.volumes import read_volume
+from ..io.input_checks import check_output_destinations
+from ..io.volumes import read_checked_volume
 from ..postop import fusion as fusion_logic
 from ..postop.electrodes import (
     DEFAULT_METAL_THRESHOLD_HU,
@@ -44,6 +45,11 @@ from ..postop.electrodes import (
 )
 from ..postop.leads import DEFAULT_LEAD, LEAD_MODELS
 from .options import progress
+
+try:  # Unix only: Windows has no `resource`, and every command must still run there
+    import resource
+except ImportError:  # pragma: no cover - exercised by a test that hides the module
+    resource = None
 
 FORMAT = "dbs-postop/1"
 SIDES = ("left", "right")
@@ -58,6 +64,15 @@ MAX_LEADS = 2
 
 def _raise_keyboard_interrupt(signum, frame):
     raise KeyboardInterrupt
+
+
+def peak_memory_mb():
+    """Peak resident memory of this process in MB, or None where the platform cannot tell (Windows).
+    ``ru_maxrss`` is in kilobytes on Linux and in bytes on macOS."""
+    if resource is None:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0, 1)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -265,7 +280,7 @@ def _fusion(args, mri, ct, warnings: list) -> fusion_logic.Fusion:
         return fusion_logic.user_fusion(mri, ct, args.transform, args.transform_file_maps)
     if args.preop_ct:
         progress(0.12, "reading the pre-operative CT")
-        preop = read_volume(args.preop_ct)
+        preop = read_checked_volume(args.preop_ct, "ct", f"the pre-operative CT {args.preop_ct}")
         check_is_ct(preop)
         progress(0.15, "fusing the post-operative CT to the pre-operative CT")
         postop_to_preop = fusion_logic.fuse_ct_to_ct(preop, ct, args.metal_threshold, step(0.15, 0.2))
@@ -295,6 +310,8 @@ def _run(args) -> int:
     out = Path(args.out)
     if args.lead_model not in LEAD_MODELS:
         raise DBSInputError(f"unknown lead model '{args.lead_model}': use one of {', '.join(LEAD_MODELS)}")
+    # Before any computation: the output folder can be written (exit 2, one line).
+    check_output_destinations(folders=[out], inputs=[args.plan, args.ct, args.mri, args.preop_ct])
     progress(0.02, "reading the plan")
     plan = read_plan(args.plan)
     acpc = acpc_from_plan(plan)
@@ -303,8 +320,8 @@ def _run(args) -> int:
     trajectories = planned_trajectories(plan)
     mri_path = resolve_mri_path(plan, Path(args.plan), args.mri)
     progress(0.04, "reading the MRI and the CT")
-    mri = read_volume(mri_path)
-    ct = read_volume(args.ct)
+    mri = read_checked_volume(mri_path, "planning", f"the MRI {mri_path}")
+    ct = read_checked_volume(args.ct, "ct", f"the CT {args.ct}")
     check_is_ct(ct)
     timings["reading"] = time.perf_counter() - started
 
@@ -381,7 +398,7 @@ def _run(args) -> int:
             write_markups_points(staging / "postop_points.mrk.json", points)
         timings["total"] = time.perf_counter() - started
         result["timings_s"] = {name: round(value, 2) for name, value in timings.items()}
-        result["peak_memory_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
+        result["peak_memory_mb"] = peak_memory_mb()
         write_json_atomic(staging / "postop.json", result)
         (staging / "report.md").write_text(postop_report.markdown_report(result, figures, acpc, trajectories),
                                            encoding="utf-8")

@@ -5,6 +5,8 @@ right on the left of the picture. Every panel names the sides, so none depends o
 """
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -17,6 +19,7 @@ from scipy import ndimage  # noqa: E402
 
 from ..geometry.acpc import AcpcSpace, describe_acpc_point  # noqa: E402
 from ..io.figures import grey_window, save_figure  # noqa: E402
+from ..io.library_output import captured_native_stderr, quiet_vtk  # noqa: E402
 from ..io.staged_output import atomic_output  # noqa: E402
 from ..io.volumes import Volume  # noqa: E402
 from ..segmentation.labels import STRUCTURES  # noqa: E402
@@ -123,10 +126,52 @@ def trajectory_figure(mri: Volume, labels: Volume, acpc: AcpcSpace, trajectory: 
     return save_figure(figure, path)
 
 
+def offscreen_render_window(vtk):
+    """A VTK render window that draws without an X server, or the reason there is none.
+
+    Measured with the vtk 9.7 wheel on Linux without DISPLAY: a plain vtkRenderWindow first tries X
+    (logging "bad X server connection" on stderr) and then falls back to EGL; asking for the EGL window
+    directly skips the X attempt. Without DISPLAY and without EGL (or OSMesa) libraries there is nothing
+    to draw with, and VTK may crash trying, so the 3D view is skipped instead."""
+    import ctypes.util
+
+    headless = sys.platform.startswith("linux") and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")
+    if not headless:
+        return vtk.vtkRenderWindow(), None
+    if hasattr(vtk, "vtkEGLRenderWindow") and ctypes.util.find_library("EGL"):
+        return vtk.vtkEGLRenderWindow(), None
+    if hasattr(vtk, "vtkOSOpenGLRenderWindow") and ctypes.util.find_library("OSMesa"):
+        return vtk.vtkOSOpenGLRenderWindow(), None
+    return None, "no display and no off-screen OpenGL (EGL or OSMesa) library to draw with"
+
+
+def render_3d_or_reason(labels: Volume, trajectories: list, path, size=(900, 700)):
+    """(path, None) when the 3D view was rendered, else (None, reason): VTK missing (the ``report``
+    extra), no off-screen OpenGL, or a rendering failure. Never prints to stderr."""
+    try:
+        import vtk  # noqa: F401
+    except ImportError:
+        return None, 'VTK is not installed (pip install "dbs-targeting[report]")'
+    try:
+        return render_3d(labels, trajectories, path, size), None
+    except Offscreen3DUnavailable as error:
+        return None, str(error)
+
+
+class Offscreen3DUnavailable(RuntimeError):
+    """The 3D view cannot be drawn here (no off-screen OpenGL, or an empty picture)."""
+
+
 def render_3d(labels: Volume, trajectories: list, path, size=(900, 700)) -> Path:
-    """Surfaces of the segmented nuclei and the trajectories, rendered off-screen with VTK."""
+    """Surfaces of the segmented nuclei and the trajectories, rendered off-screen with VTK (no X server
+    needed; VTK's messages go to the debug log, never to stderr)."""
     import vtk
     from vtk.util import numpy_support
+
+    quiet_vtk(vtk)
+    window, reason = offscreen_render_window(vtk)
+    if window is None:
+        raise Offscreen3DUnavailable(reason)
 
     renderer = vtk.vtkRenderer()
     renderer.SetBackground(0.08, 0.08, 0.12)
@@ -189,14 +234,17 @@ def render_3d(labels: Volume, trajectories: list, path, size=(900, 700)) -> Path
         label.GetPositionCoordinate().SetCoordinateSystemToNormalizedViewport()
         label.SetPosition(x_fraction, 0.92)
         renderer.AddViewProp(label)
-    window = vtk.vtkRenderWindow()
     window.SetOffScreenRendering(1)
     window.AddRenderer(renderer)
     window.SetSize(*size)
-    window.Render()
-    grabber = vtk.vtkWindowToImageFilter()
-    grabber.SetInput(window)
-    grabber.Update()
+    with captured_native_stderr():
+        window.Render()
+        grabber = vtk.vtkWindowToImageFilter()
+        grabber.SetInput(window)
+        grabber.Update()
+    pixels = grabber.GetOutput().GetPointData().GetScalars()
+    if pixels is None or pixels.GetNumberOfTuples() == 0 or pixels.GetRange(0)[0] == pixels.GetRange(0)[1]:
+        raise Offscreen3DUnavailable("the off-screen OpenGL drew an empty picture")
     path = Path(path)
     with atomic_output(path, ".png") as temporary:
         writer = vtk.vtkPNGWriter()
@@ -255,4 +303,6 @@ def markdown_report(plan: dict, figures: dict, quality: list | None = None) -> s
         lines += [f"GPi rule: {plan['direct']['rule']}", ""]
     lines += ["## Figures", ""]
     lines += [f"![{name}]({Path(path).name})" for name, path in figures.items()]
+    for note in plan.get("report_notes", []):
+        lines += ["", f"> **Note**: {note}"]
     return "\n".join(lines) + "\n"
