@@ -20,6 +20,7 @@ from ..io.exceptions import (
 )
 from ..io.library_output import quiet_libraries
 from . import frame as frame_command
+from . import frame_register as frame_register_command
 from . import plan as plan_command
 from . import postop as postop_command
 from . import segment as segment_command
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     frame_command.register(subparsers)
+    frame_register_command.register(subparsers)
     plan_command.register(subparsers)
     postop_command.register(subparsers)
     segment_command.register(subparsers)
