@@ -12,6 +12,28 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+SAMPLE_CASE = REPO_ROOT / "Resources" / "SampleCase"
+#: CI sets DBS_REQUIRE_SHARED_DATA=1 (.ci/run): there a missing ../shared is an error, never a skip.
+REQUIRE_SHARED_DATA = os.environ.get("DBS_REQUIRE_SHARED_DATA") == "1"
+
+
+def require_shared_data(*parts: str) -> Path:
+    """Path under ../shared/data (the full CIT168 atlas, BigBrain, the real head), which a fresh clone
+    lacks: skip with the reason (printed by -ra), or fail when DBS_REQUIRE_SHARED_DATA=1."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        if REQUIRE_SHARED_DATA:
+            pytest.fail(f"DBS_REQUIRE_SHARED_DATA=1 but {path} is missing (../shared/data beside the repository)",
+                        pytrace=False)
+        pytest.skip(f"needs {path} (../shared/data beside the repository, not part of a clone; "
+                    "CI runs it with DBS_REQUIRE_SHARED_DATA=1)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The ../shared/data folder; the test skips (or, in CI, errors) when it is missing."""
+    return require_shared_data()
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, SHARED_DATA
+from conftest import REPO_ROOT
 
 from DBSSegmentationLogic.cli.main import main
 from DBSSegmentationLogic.geometry.acpc import AcpcSpace
@@ -31,7 +31,7 @@ def test_sample_case_plan_is_anatomically_right(tmp_path):
         assert trajectory["target_leksell"][0] == pytest.approx(100 - lateral, abs=1e-9)
 
 
-def test_head_pose_does_not_change_the_plan():
+def test_head_pose_does_not_change_the_plan(shared_data):
     """The sample is the template with a rotated header: its plan in AC-PC and frame terms equals
     the plan of the untouched template, and its RAS targets are the template's moved by the pose."""
     # scripts/ is not a package: load the sample-case script to reuse its head pose.
@@ -42,7 +42,7 @@ def test_head_pose_does_not_change_the_plan():
 
     landmarks = json.loads((REPO_ROOT / "Resources" / "Template" / "cit168_landmarks.json").read_text(encoding="utf-8"))
     template_acpc = AcpcSpace.from_landmarks(*(landmarks[k]["ras_mm"] for k in ("ac", "pc", "midline")))
-    template_labels = read_volume(SHARED_DATA / "cit168" / "cit168_labels.nii.gz")
+    template_labels = read_volume(shared_data / "cit168" / "cit168_labels.nii.gz")
     template_labels = template_labels.with_array(cit168_to_ours(template_labels.array))
     reference = plan_case(template_labels, template_acpc, "stn")
 

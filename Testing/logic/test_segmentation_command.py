@@ -6,13 +6,17 @@ import sys
 
 import numpy as np
 import SimpleITK as sitk
-from conftest import REPO_ROOT, SHARED_DATA
+from conftest import REPO_ROOT, SAMPLE_CASE
 
 from DBSSegmentationLogic.cli.main import main
+from DBSSegmentationLogic.io.markups import find_landmarks, read_markups_points
 from DBSSegmentationLogic.io.volumes import Volume, read_volume, write_volume
 
-TEMPLATE = SHARED_DATA / "cit168" / "cit168_t1w.nii.gz"
-TEMPLATE_LANDMARKS = ["--ac", "0", "1.9", "-4.5", "--pc", "0.2", "-25.2", "-2.6", "--midline", "0", "-11", "52"]
+# The repository's own sample case (CIT168 head turned in the scanner): runs on a fresh clone.
+TEMPLATE = SAMPLE_CASE / "sample_t1w.nii.gz"
+_LANDMARKS = find_landmarks(read_markups_points(SAMPLE_CASE / "landmarks.mrk.json"))
+TEMPLATE_LANDMARKS = [value for name in ("ac", "pc", "midline")
+                      for value in (f"--{name}", *(f"{v:.3f}" for v in _LANDMARKS[name]))]
 
 
 def _segment(tmp_path, input_path, *extra):
@@ -54,9 +58,9 @@ def _bad_inputs(tmp_path):
     nan = template.array.astype(np.float32)
     nan[80, 100, 80] = np.nan
     noise = rng.uniform(0, 100, (80, 90, 70)).astype(np.float32)
-    top_slab = template.array[120:, :, :]  # z > 42 mm: no basal ganglia
+    top_slab = template.array[135:, :, :]  # more than 40 mm above the AC-PC plane: no basal ganglia
     top_matrix = template.ijk_to_ras.copy()
-    top_matrix[:3, 3] = template.ijk_to_ras_points([0, 0, 120])
+    top_matrix[:3, 3] = template.ijk_to_ras_points([0, 0, 135])
     image_2d = sitk.Image(64, 64, sitk.sitkFloat32)
     image_4d = sitk.JoinSeries([sitk.Cast(sitk.ReadImage(str(TEMPLATE)), sitk.sitkFloat32)] * 2)
     return {

@@ -5,7 +5,6 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED_DATA
 
 from DBSSegmentationLogic.geometry.acpc import AcpcSpace
 from DBSSegmentationLogic.io.volumes import Volume, read_volume
@@ -36,9 +35,9 @@ def model():
 
 
 @pytest.fixture(scope="module")
-def synthetic_case():
-    t1 = read_volume(SHARED_DATA / "cit168" / "cit168_t1w.nii.gz")
-    cit = read_volume(SHARED_DATA / "cit168" / "cit168_labels.nii.gz")
+def synthetic_case(shared_data):
+    t1 = read_volume(shared_data / "cit168" / "cit168_t1w.nii.gz")
+    cit = read_volume(shared_data / "cit168" / "cit168_labels.nii.gz")
     generator = synthesis.LabelDrivenGenerator(t1.array, cit.array, t1.ijk_to_ras)
     box = synthesis.brain_box_ras(t1.array, t1.ijk_to_ras)
     (image, matrix), (truth, _), _ = synthesis.synthesize_case(
@@ -101,8 +100,8 @@ def _rotate_header(volume: Volume, axis: int, angle_deg: float) -> tuple[Volume,
 
 
 @pytest.fixture(scope="module")
-def real_head():
-    return read_volume(SHARED_DATA / "real_heads" / "head01_t1w.nii.gz")
+def real_head(shared_data):
+    return read_volume(shared_data / "real_heads" / "head01_t1w.nii.gz")
 
 
 @pytest.fixture(scope="module")

@@ -2,14 +2,12 @@
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED_DATA
 
 from DBSSegmentationLogic.io.volumes import read_volume
 from DBSSegmentationLogic.segmentation import labels as L
 from DBSSegmentationLogic.segmentation import template
 from DBSSegmentationLogic.training import synthesis
 
-CIT168 = SHARED_DATA / "cit168"
 
 
 def test_codes_names_sides_and_cit168_sources():
@@ -22,8 +20,8 @@ def test_codes_names_sides_and_cit168_sources():
     assert L.mirror_lookup().tolist() == [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9]
 
 
-def test_cit168_mapping_puts_left_codes_at_negative_x():
-    labels = read_volume(CIT168 / "cit168_labels.nii.gz")
+def test_cit168_mapping_puts_left_codes_at_negative_x(shared_data):
+    labels = read_volume(shared_data / "cit168" / "cit168_labels.nii.gz")
     ours = L.cit168_to_ours(labels.array)
     for s in L.STRUCTURES:
         centroid = labels.ijk_to_ras_points(np.argwhere(ours == s.code).mean(0)[::-1])
@@ -36,9 +34,9 @@ def test_cit168_mapping_puts_left_codes_at_negative_x():
 
 
 @pytest.fixture(scope="module")
-def roi_generator():
-    t1 = read_volume(CIT168 / "cit168_t1w.nii.gz")
-    cit = read_volume(CIT168 / "cit168_labels.nii.gz")
+def roi_generator(shared_data):
+    t1 = read_volume(shared_data / "cit168" / "cit168_t1w.nii.gz")
+    cit = read_volume(shared_data / "cit168" / "cit168_labels.nii.gz")
     roi = template.roi_ijk_to_template_ras()
     box = np.array([roi[:3, 3] - 20, roi[:3, 3] + np.array(template.ROI_SHAPE_IJK) + 20])
     return synthesis.LabelDrivenGenerator(t1.array, cit.array, t1.ijk_to_ras, crop_box_ras=box)
@@ -54,7 +52,7 @@ def test_generator_is_reproducible_and_seed_dependent(roi_generator):
     assert set(torch.unique(a_lab).tolist()) == set(range(11))
 
 
-def test_identity_pose_without_deformation_reproduces_template_labels(roi_generator):
+def test_identity_pose_without_deformation_reproduces_template_labels(roi_generator, shared_data):
     config = roi_generator.config
     saved = (config.coarse_displacement_mm, config.fine_displacement_mm)
     config.coarse_displacement_mm = config.fine_displacement_mm = 0.0
@@ -63,7 +61,7 @@ def test_identity_pose_without_deformation_reproduces_template_labels(roi_genera
                                          template.roi_ijk_to_template_ras(), allow_mirror=False)
     finally:
         config.coarse_displacement_mm, config.fine_displacement_mm = saved
-    cit = read_volume(CIT168 / "cit168_labels.nii.gz")
+    cit = read_volume(shared_data / "cit168" / "cit168_labels.nii.gz")
     ours = L.cit168_to_ours(cit.array)
     roi = template.roi_ijk_to_template_ras()
     for s in L.STRUCTURES:
