@@ -26,8 +26,15 @@ from . import postop as postop_command
 from . import segment as segment_command
 
 
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """Bad options are bad input like any other: exit 2 with exactly one line on stderr."""
+
+    def error(self, message):
+        self.exit(EXIT_BAD_INPUT, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="dbs-plan", description="Deep brain stimulation planning: segmentation, targets, frame settings."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
