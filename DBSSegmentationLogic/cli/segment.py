@@ -4,8 +4,10 @@
         [--ac R A S --pc R A S --midline R A S] [--device auto|cpu|cuda] [--json OUT.json] [--color-table OUT.txt]
 
 Prints ``PROGRESS <fraction> <step>`` lines on stdout (flushed). Writes the label map on the input's
-own grid, the colour table (code name R G B A) and a JSON report (per structure: volume, centroid in
-RAS and AC-PC, quality flags; localization; timings). The output paths are checked writable before any
+own grid, beside it the uncertainty map ``LABELS_uncertainty.nii.gz`` (float32 on the same grid: 1 - the
+maximum posterior of the engine, 0 = certain; 0 outside the region of interest), the colour table
+(code name R G B A) and a JSON report (per structure: volume, centroid in RAS and AC-PC, confidence,
+quality flags including ``uncertain`` and ``fallback_atlas``; localization; fit; timings). The output paths are checked writable before any
 computation; every output is staged beside its destination and all are moved into place together at
 the end; on failure or cancel none is left behind and earlier files at those paths stay byte-identical.
 
@@ -30,7 +32,7 @@ from ..io.exceptions import (
 )
 from ..io.input_checks import check_output_destinations
 from ..io.staged_output import staged_files, write_json_atomic
-from ..io.volumes import read_checked_volume, write_volume
+from ..io.volumes import check_image_output_format, read_checked_volume, write_volume
 from ..segmentation import labels as label_codes
 from .options import progress, require_module
 
@@ -55,9 +57,11 @@ def run(args) -> int:
         output = Path(args.output)
         json_path = Path(args.json) if args.json else _default_path(output, ".json")
         table_path = Path(args.color_table) if args.color_table else _default_path(output, "_colors.txt")
-        outputs = {"labels": output, "color_table": table_path, "json": json_path}
+        uncertainty_path = _default_path(output, "_uncertainty.nii.gz")
+        outputs = {"labels": output, "uncertainty": uncertainty_path, "color_table": table_path, "json": json_path}
         # Before any computation: every output writable, none an input (exit 2, one line).
         check_output_destinations(files=outputs.values(), inputs=[args.input])
+        check_image_output_format(output)
         landmarks = [args.ac, args.pc, args.midline]
         if any(p is not None for p in landmarks) and not all(p is not None for p in landmarks):
             raise DBSInputError("give all three of --ac, --pc and --midline, or none (automatic localization)")
@@ -77,6 +81,7 @@ def run(args) -> int:
         # result stays byte-identical unless every new file is complete).
         with staged_files(outputs.values()) as staged:
             write_volume(result.labels, staged[output])
+            write_volume(result.uncertainty, staged[uncertainty_path])
             staged[table_path].write_text("\n".join(label_codes.colour_table_lines()) + "\n")
             report = result.to_dict()
             report["input"] = str(args.input)
@@ -85,7 +90,8 @@ def run(args) -> int:
             write_json_atomic(staged[json_path], report)
         for structure in result.structures:
             flags = ", ".join(structure.flags) if structure.flags else "ok"
-            print(f"{structure.name:10s} {structure.volume_mm3:8.1f} mm3  {flags}")
+            confidence = "" if structure.confidence is None else f"  confidence {structure.confidence:.2f}"
+            print(f"{structure.name:10s} {structure.volume_mm3:8.1f} mm3{confidence}  {flags}")
         progress(1.00, "done")
         return EXIT_OK
     except DBSInputError as error:
@@ -111,7 +117,7 @@ def register(subparsers) -> None:
                        ("midline", "a midline point above the AC-PC line")):
         parser.add_argument(f"--{name}", nargs=3, type=float, metavar=("R", "A", "S"), help=f"{text} (RAS mm)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads for the network (default 2)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads of the engine (default 2)")
     parser.add_argument("--json", help="report path (default: beside the labels, .json)")
     parser.add_argument("--color-table", help="colour table path (default: beside the labels, _colors.txt)")
     parser.set_defaults(handler=run)

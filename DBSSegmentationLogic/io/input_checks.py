@@ -104,13 +104,15 @@ def check_file_integrity(path) -> None:
                         carry = data[usable:]
                     chunk = handle.read(1 << 24)
     except (EOFError, zlib.error, gzip.BadGzipFile) as error:
+        if str(error).startswith("Not a gzipped file"):
+            raise DBSInputError(f"cannot read image {path}: not gzip-compressed NIfTI data") from None
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise DBSInputError(f"the image file is damaged or truncated (its compressed data ends early or is "
-                            f"corrupt: {reason}): {path}") from None
+        raise DBSInputError(f"cannot read image {path}: the file is damaged or truncated (its compressed data "
+                            f"ends early or is corrupt: {reason})") from None
     if total < expected:
         have = max(0, total - vox_offset) // max(1, bitpix // 8)
-        raise DBSInputError(f"the image file is truncated: it holds {have} of the {voxels} voxels its header "
-                            f"declares ({100.0 * have / max(1, voxels):.0f}%): {path}")
+        raise DBSInputError(f"cannot read image {path}: the file is truncated: it holds {have} of the {voxels} "
+                            f"voxels its header declares ({100.0 * have / max(1, voxels):.0f}%)")
     if bad:
         raise DBSInputError(f"the image contains {bad} NaN or infinite voxels: {path}")
 

@@ -169,12 +169,19 @@ def _suffix(path: Path) -> str:
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
-def write_volume(volume: Volume, path, compress: bool = True) -> Path:
-    """Write atomically (temporary name in the same folder, then rename): a failure leaves no file."""
+def check_image_output_format(path) -> None:
+    """Refuse an output image name whose format we cannot write (checked before any computation)."""
     path = Path(path)
     suffix = _suffix(path)
     if suffix not in WRITE_SUFFIXES:
         raise DBSInputError(f"cannot write image format '{suffix}' ({path}); use one of {', '.join(WRITE_SUFFIXES)}")
+
+
+def write_volume(volume: Volume, path, compress: bool = True) -> Path:
+    """Write atomically (temporary name in the same folder, then rename): a failure leaves no file."""
+    path = Path(path)
+    suffix = _suffix(path)
+    check_image_output_format(path)
     with atomic_output(path, suffix) as temporary:
         with captured_native_stderr():
             sitk.WriteImage(volume_to_sitk(volume), str(temporary), compress)
