@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from ..frame_registration.localizer_geometry import LocalizerGeometry
+from ..frame_registration.localizer_geometry import LocalizerGeometry, NLocalizer
 from ..io.volumes import Volume
 
 CT_VALUES = {"air": -1000.0, "skin": 40.0, "skull": 1200.0, "brain": 35.0, "rod": 1800.0, "plate": 120.0,
@@ -48,13 +48,19 @@ def make_frame_image(geometry: LocalizerGeometry, *, modality: str = "ct", in_pl
                      fov_mm=(250.0, 260.0), fov_centre_mm=(0.0, 0.0), s_range_mm=(-72.0, 78.0),
                      missing_plates=(), noise: float = 1.0, metal: bool = True, speckles: int = 0,
                      rod_diameter_mm: float | None = None, head: bool = True, rods: bool = True,
-                     seed: int = 0) -> SyntheticFrameImage:
-    """A synthetic frame image. ``noise`` scales the modality's noise (CT 20 HU, MRI 4% of brain)."""
+                     rod_error_mm: float = 0.0, seed: int = 0) -> SyntheticFrameImage:
+    """A synthetic frame image. ``noise`` scales the modality's noise (CT 20 HU, MRI 4% of brain);
+    ``rod_error_mm`` moves every rod end by a random offset (normal, this SD per axis) from the geometry,
+    as a localizer built or mounted with that tolerance would be (the returned ``geometry`` is the nominal one)."""
     if modality not in ("ct", "mri"):
         raise ValueError("modality must be 'ct' or 'mri'")
     values = CT_VALUES if modality == "ct" else MRI_VALUES
     rng = np.random.default_rng(seed)
     drawn = geometry.without(missing_plates)
+    nominal = drawn
+    if rod_error_mm > 0:
+        moved = {rod: ends + rng.normal(0.0, rod_error_mm, ends.shape) for rod, ends in drawn.rods.items()}
+        drawn = _with_rods(drawn, moved)
     frame_to_image = frame_pose(tilt_deg, translation_mm)
     image_to_frame = np.linalg.inv(frame_to_image)
     diameter = rod_diameter_mm or geometry.rod_diameter_mm
@@ -95,7 +101,13 @@ def make_frame_image(geometry: LocalizerGeometry, *, modality: str = "ct", in_pl
             image = np.sqrt(real * real + imaginary * imaginary)
     if modality == "ct":
         image = np.clip(np.round(image), -1024, 3071).astype(np.int16)
-    return SyntheticFrameImage(Volume(image, ijk_to_ras), image_to_frame, drawn)
+    return SyntheticFrameImage(Volume(image, ijk_to_ras), image_to_frame, nominal)
+
+
+def _with_rods(geometry: LocalizerGeometry, rods: dict) -> LocalizerGeometry:
+    n_localizers = tuple(NLocalizer(n.name, n.vertical_1, n.diagonal, n.vertical_2, rods[n.vertical_1],
+                                    rods[n.diagonal], rods[n.vertical_2]) for n in geometry.n_localizers)
+    return LocalizerGeometry(geometry.name, rods, n_localizers, geometry.rod_diameter_mm, geometry.source)
 
 
 def _draw_head(image, grid_r, grid_a, s_centres, image_to_frame, values, pixel_mm) -> None:
