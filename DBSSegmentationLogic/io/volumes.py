@@ -122,8 +122,33 @@ def _read_dicom_series(folder: Path) -> sitk.Image:
         raise DBSInputError(
             f"folder {folder} holds {len(series_ids)} DICOM series; give a folder with exactly one"
         )
-    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder), series_ids[0]))
-    return reader.Execute()
+    files = reader.GetGDCMSeriesFileNames(str(folder), series_ids[0])
+    reader.SetFileNames(files)
+    image = reader.Execute()
+    _check_slice_positions(files, image, folder)
+    return image
+
+
+def _check_slice_positions(files, image: sitk.Image, folder: Path) -> None:
+    """Refuse a series with missing or unevenly spaced slices. GDCM leaves out a file it cannot parse (a
+    truncated slice, for one) and ITK then spreads the remaining slices over the whole extent, warning only
+    on its console: the volume would be silently stretched."""
+    if len(files) < 3:
+        return
+    normal = np.array(image.GetDirection(), float).reshape(3, 3)[:, 2]
+    heights = []
+    for name in files:
+        header = sitk.ImageFileReader()
+        header.SetFileName(name)
+        header.ReadImageInformation()
+        if not header.HasMetaDataKey("0020|0032"):
+            return  # no Image Position (Patient): nothing to check against
+        heights.append(float(np.dot([float(v) for v in header.GetMetaData("0020|0032").split("\\")[:3]], normal)))
+    gaps = np.diff(np.sort(heights))
+    typical = float(np.median(gaps))
+    if typical <= 0 or float(gaps.max() - gaps.min()) > max(0.01, 0.01 * typical):
+        raise DBSInputError(f"the DICOM series in {folder} has missing or unevenly spaced slices (gaps from "
+                            f"{gaps.min():.2f} to {gaps.max():.2f} mm between {len(files)} slices; a damaged file?)")
 
 
 def read_sitk_image(path) -> sitk.Image:

@@ -61,6 +61,23 @@ def _truncate(source, target, fraction=0.5):
     return target
 
 
+def _write_dicom_series(volume, folder):
+    folder.mkdir()
+    image = sitk.GetImageFromArray(volume.array.astype(np.int16))
+    spacing = volume.spacing_mm
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(image.GetDepth()):
+        slice_ = image[:, :, k]
+        slice_.SetSpacing((float(spacing[0]), float(spacing[1])))
+        for tag, value in (("0020|000e", "1.2.826.0.1.3680043.2.1125.1.4711"), ("0008|0060", "MR"),
+                           ("0020|0037", "1\\0\\0\\0\\1\\0"), ("0020|0013", str(k + 1)),
+                           ("0020|0032", f"0\\0\\{k * float(spacing[2]):.3f}"), ("0018|0050", f"{spacing[2]:.3f}")):
+            slice_.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"IM{k + 1:04d}.dcm"))
+        writer.Execute(slice_)
+
+
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """Every bad (and good) input, written once; the tests check their SHA-256 never changes."""
@@ -106,6 +123,11 @@ def inputs(tmp_path_factory):
     (folder / "empty_dicom").mkdir()
     (folder / "junk_dicom").mkdir()
     (folder / "junk_dicom" / "IM0001.dcm").write_text("not DICOM")
+    # A DICOM series with one damaged slice (GDCM drops it and ITK would stretch the rest).
+    _write_dicom_series(small, folder / "dicom_ok")
+    shutil.copytree(folder / "dicom_ok", folder / "dicom_damaged_slice")
+    damaged_slice = sorted((folder / "dicom_damaged_slice").iterdir())[len(small.array) // 2]
+    _truncate(damaged_slice, damaged_slice, 0.6)
     # CTs and a plan for the post-operative command.
     write_volume(_ct(), folder / "ct.nii.gz")
     write_volume(_ct((6, 40, 40), (2.0, 2.0, 9.0)), folder / "ct_thick.nii.gz")
@@ -179,6 +201,7 @@ CASES = {
     "segment: missing file": (_segment("{in}/absent.nii.gz"), "not found"),
     "segment: empty DICOM folder": (_segment("{in}/empty_dicom"), "no DICOM series"),
     "segment: folder of non-DICOM files": (_segment("{in}/junk_dicom"), "no DICOM series"),
+    "segment: DICOM series with a damaged slice": (_segment("{in}/dicom_damaged_slice"), "missing or unevenly spaced"),
     "segment: NaN voxels": (_segment("{in}/nan.nrrd"), "NaN"),
     "segment: 2D image": (_segment("{in}/flat_2d.nii.gz"), "3D"),
     # geometry (case 4)
@@ -290,6 +313,12 @@ def test_truncated_nifti_is_refused_before_itk_zero_fills_it(inputs):
         read_volume(inputs / "truncated_uint8.nii.gz")
     # An intact file passes, bit for bit what ITK reads.
     assert np.array_equal(read_volume(inputs / "sample_t1w.nii.gz").array, sitk.GetArrayFromImage(full))
+
+
+def test_intact_dicom_series_reads_with_its_slices_and_spacing(inputs):
+    volume = read_volume(inputs / "dicom_ok")
+    assert volume.array.shape == _head().array.shape
+    assert np.allclose(volume.spacing_mm, [2.0, 2.0, 2.0], atol=1e-3)
 
 
 def test_sheared_grid_cannot_be_written_to_nifti_but_is_kept_exactly_in_nrrd(tmp_path, capfd):
@@ -412,7 +441,7 @@ def test_plan_without_display_prints_nothing_on_stderr(inputs, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "DBSSegmentationLogic", "plan", "--mri", str(inputs / "sample_t1w.nii.gz"),
          "--labels", str(inputs / "sample_labels.nii.gz"), "--markups", str(inputs / "landmarks.mrk.json"),
-         "--out", str(out)], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+         "--out", str(out)], cwd=REPO_ROOT, env=env, capture_output=True, text=True, encoding="utf-8", timeout=600)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     report = (out / "report.md").read_text(encoding="utf-8")
@@ -452,7 +481,7 @@ def test_postop_runs_without_the_resource_module():
         "from DBSSegmentationLogic.cli.main import main\n"
         f"sys.exit(main(['frame', {', '.join(repr(a) for a in _points('ac', 'pc', 'midline', 'target', 'entry'))}]))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, encoding="utf-8", timeout=300)
     assert result.returncode == 0, result.stderr
     assert "Arc" in result.stdout
 
@@ -485,3 +514,25 @@ def test_gzip_check_reads_multi_member_and_exact_files(tmp_path):
     check_file_integrity(tmp_path / "ok.nii")
     check_file_integrity(tmp_path / "two_members.nii.gz")
     assert np.array_equal(read_volume(tmp_path / "two_members.nii.gz").array, volume.array)
+
+
+def test_plan_with_labels_needs_neither_torch_nor_vtk(inputs, tmp_path):
+    """`pip install dbs-targeting` (no extras) gives a working `plan --labels`: no torch import anywhere
+    on that path, and without VTK the 3D view is skipped with a note in the report."""
+    out = tmp_path / "plan"
+    code = (
+        "import sys\n"
+        "sys.modules['torch'] = None\n"
+        "sys.modules['vtk'] = None\n"
+        "from DBSSegmentationLogic.cli.main import main\n"
+        f"sys.exit(main(['plan', '--mri', {str(inputs / 'sample_t1w.nii.gz')!r}, '--labels', "
+        f"{str(inputs / 'sample_labels.nii.gz')!r}, '--markups', {str(inputs / 'landmarks.mrk.json')!r}, "
+        f"'--out', {str(out)!r}]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, encoding="utf-8", timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert "note: 3D view skipped: VTK is not installed" in result.stdout
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert '3D view skipped: VTK is not installed (pip install "dbs-targeting[report]")' in report
+    assert not (out / "view_3d.png").exists() and (out / "plan.json").exists()
