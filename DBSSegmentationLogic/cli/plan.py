@@ -9,6 +9,7 @@ leaves a half plan or spoils an earlier one.
 """
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -21,8 +22,8 @@ from ..geometry.frame import (
     read_image_to_frame_transform,
 )
 from ..io.exceptions import DBSInputError
-from ..io.markups import write_markups_points
 from ..io.input_checks import check_output_destinations
+from ..io.markups import write_markups_points
 from ..io.staged_output import staged_output_folder, write_json_atomic
 from ..io.volumes import read_checked_volume, write_volume
 from ..planning.plan import (
@@ -35,7 +36,20 @@ from ..planning.plan import (
 from .options import add_markups_option, add_point_option, collect_landmarks, progress, require_module
 
 
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def run_plan(args) -> int:
+    """SIGTERM (the Slicer module's cancel) ends the run like Ctrl-C: staging removed, exit 130."""
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        return _run_plan(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_plan(args) -> int:
 
     started = time.perf_counter()
     out = Path(args.out)

@@ -536,3 +536,25 @@ def test_plan_with_labels_needs_neither_torch_nor_vtk(inputs, tmp_path):
     report = (out / "report.md").read_text(encoding="utf-8")
     assert '3D view skipped: VTK is not installed (pip install "dbs-targeting[report]")' in report
     assert not (out / "view_3d.png").exists() and (out / "plan.json").exists()
+
+
+def test_cancelled_plan_leaves_the_earlier_plan_byte_identical(inputs, out):
+    """SIGTERM (the Slicer module's cancel) while the figures are being staged: exit 130, the earlier
+    plan folder unchanged, no staging folder left."""
+    import signal
+
+    before = _sha256_tree(out.parent)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "DBSSegmentationLogic", "plan", "--mri", str(inputs / "sample_t1w.nii.gz"),
+         "--labels", str(inputs / "sample_labels.nii.gz"), "--markups", str(inputs / "landmarks.mrk.json"),
+         "--out", str(out / "plan")], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, encoding="utf-8")
+    for line in process.stdout:
+        if line.startswith("PROGRESS 0.75"):
+            process.send_signal(signal.SIGTERM)
+            break
+    process.stdout.read()
+    process.wait(timeout=300)
+    assert process.returncode == 130, process.stderr.read()
+    assert process.stderr.read().strip() == "cancelled"
+    assert _sha256_tree(out.parent) == before
