@@ -22,9 +22,10 @@ from ..frame_registration.localizer_geometry import PRESETS
 from ..frame_registration.rigid_fit import MAX_RMS_MM
 from ..geometry.frame import write_image_to_frame_transform
 from ..io.exceptions import DBSInputError
+from ..io.input_checks import check_content, check_geometry, check_output_destinations
 from ..io.staged_output import staged_output_folder, write_json_atomic
 from ..io.volumes import read_volume
-from .options import progress
+from .options import progress, require_module
 
 TRANSFORM_NAME = "image_to_frame.tfm"
 REPORT_NAME = "frame_registration.json"
@@ -47,10 +48,16 @@ def _run(args) -> int:
     started = time.perf_counter()
     if not args.max_rms > 0:
         raise DBSInputError(f"--max-rms must be positive, got {args.max_rms}")
+    out = Path(args.out)
+    geometry_file = None if args.localizer in PRESETS else Path(args.localizer)
+    check_output_destinations(folders=[out], inputs=[args.image, geometry_file])
+    require_module("matplotlib", ' (frame-register draws its figure with it): pip install "dbs-targeting[report]"')
     progress(0.00, "reading the localizer geometry")
     geometry = load_localizer(args.localizer)
     progress(0.03, "reading the image")
     volume = read_volume(args.image)
+    check_geometry(volume, f"image {args.image}")
+    check_content(volume, f"image {args.image}")
     registration = register_frame(volume, geometry, progress=progress, max_rms_mm=args.max_rms)
     from ..frame_registration.report import registration_figure
 
@@ -60,7 +67,6 @@ def _run(args) -> int:
     result["outputs"] = {"transform": TRANSFORM_NAME, "figure": FIGURE_NAME,
                          "transform_convention": "frame-to-image file (as Slicer saves a transform node that moves "
                                                  "the image into the frame); read it with --image-to-frame"}
-    out = Path(args.out)
     with staged_output_folder(out) as staging:
         progress(0.85, "drawing the figure")
         registration_figure(registration, staging / FIGURE_NAME)

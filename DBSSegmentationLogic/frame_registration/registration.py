@@ -18,6 +18,9 @@ from .rod_detection import Dots, SliceStack, detect_dots, find_n_localizers, fin
 FORMAT = "dbs-frame-registration/1"
 #: At least this many N-localizers must be found (one N alone leaves the fit ill-conditioned).
 MIN_N_LOCALIZERS = 2
+#: Coarsest image handled: in-plane pixel and slice spacing (mm).
+MAX_IN_PLANE_MM = 3.0
+MAX_SLICE_SPACING_MM = 5.0
 
 
 @dataclass
@@ -88,6 +91,12 @@ def register_frame(volume: Volume, geometry: LocalizerGeometry,
     stack = slice_stack(volume.array, volume.ijk_to_ras)
     if stack.array.shape[0] < 4:
         raise DBSInputError(f"the image has only {stack.array.shape[0]} slices: a frame registration needs a volume")
+    if max(stack.in_plane_mm) > MAX_IN_PLANE_MM or stack.slice_spacing_mm > MAX_SLICE_SPACING_MM:
+        raise DBSInputError(
+            f"the image is too coarse for frame registration: {stack.in_plane_mm[0]:.2f} x {stack.in_plane_mm[1]:.2f} mm "
+            f"pixels, {stack.slice_spacing_mm:.2f} mm between slices (at most {MAX_IN_PLANE_MM:g} mm and "
+            f"{MAX_SLICE_SPACING_MM:g} mm)"
+        )
     dots = detect_dots(stack, geometry.rod_diameter_mm)
     report(0.45, f"finding rods among {len(dots)} dots")
     rods = find_rods(dots, stack)

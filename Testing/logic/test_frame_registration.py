@@ -256,3 +256,12 @@ def test_refusal_exits_2_with_one_line_and_leaves_the_earlier_output_unchanged(f
     assert len(error.splitlines()) == 1 and expected in error and error.startswith("error: ")
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp")) == []
+
+
+def test_too_coarse_or_flat_images_are_refused():
+    coarse = Volume(np.zeros((20, 40, 40), np.int16), np.diag([1.0, 1.0, 6.0, 1.0]))
+    with pytest.raises(DBSInputError, match="too coarse for frame registration"):
+        register_frame(coarse, GEOMETRY)
+    flat = Volume(np.zeros((3, 40, 40), np.int16), np.eye(4))
+    with pytest.raises(DBSInputError, match="only 3 slices"):
+        register_frame(flat, GEOMETRY)

@@ -32,6 +32,8 @@ def test_wheel_holds_every_subpackage_and_the_resources(wheel):
         assert f"DBSSegmentationLogic/{name}/__init__.py" in names, name
     for source in PACKAGE_DIR.rglob("*.py"):
         assert source.relative_to(REPO_ROOT).as_posix() in names, source
+    for preset in (PACKAGE_DIR / "frame_registration" / "presets").glob("*.json"):
+        assert preset.relative_to(REPO_ROOT).as_posix() in names, preset
     data = [name for name in names if ".data/data/share/dbs-targeting/Resources/" in name]
     for resource in ("Models/manifest.json", "Template/cit168_t1w_2mm.nii.gz", "Template/cit168_landmarks.json"):
         assert any(name.endswith(resource) for name in data), resource
@@ -46,7 +48,7 @@ def test_wheel_runs_dbs_plan_in_a_fresh_environment(wheel, tmp_path):
     script = environment / ("Scripts/dbs-plan.exe" if sys.platform == "win32" else "bin/dbs-plan")
     helped = subprocess.run([str(script), "--help"], capture_output=True, text=True, cwd=tmp_path)
     assert helped.returncode == 0, helped.stderr
-    for command in ("frame", "segment", "plan", "postop"):
+    for command in ("frame", "frame-register", "segment", "plan", "postop"):
         assert command in helped.stdout
     # a real computation from the installed package, away from the checkout: frame settings of a target
     framed = subprocess.run([str(script), "frame", "--ac", "0", "2.4", "-4.2", "--pc", "0", "-25.7", "-2.5",
