@@ -110,10 +110,29 @@ def register_frame(volume: Volume, geometry: LocalizerGeometry,
             f"{MIN_N_LOCALIZERS} needed — is this a frame CT/MRI with the localizer box on?"
         )
     report(0.70, f"fitting {len(detected)} N-localizers")
-    fit = fit_localizer(detected, dots, geometry, max_rotation_deg, max_rms_mm, max_scale_deviation)
+    try:
+        fit = fit_localizer(detected, dots, geometry, max_rotation_deg, max_rms_mm, max_scale_deviation)
+    except DBSInputError:
+        _refuse_if_mirrored(detected, dots, geometry, max_rotation_deg, max_rms_mm, max_scale_deviation)
+        raise
     registration = _result(fit, detected, dots, stack, geometry, time.perf_counter() - started)
     report(0.80, "registered")
     return registration
+
+
+def _refuse_if_mirrored(detected, dots: Dots, geometry: LocalizerGeometry, *limits) -> None:
+    """A localizer that fits only after flipping the image left-right: say so (a header that mirrors the
+    image would put every target on the wrong side)."""
+    mirrored = Dots(dots.slice, dots.ijk, dots.ras * np.array([-1.0, 1.0, 1.0]), dots.strength, dots.area_mm2,
+                    dots.border)
+    try:
+        fit_localizer(detected, mirrored, geometry, *limits)
+    except DBSInputError:
+        return
+    raise DBSInputError(
+        "the localizer fits the image only mirrored left-right: the image's orientation (header) is flipped — "
+        "fix the image before planning, every side would be wrong"
+    )
 
 
 def _result(fit: RigidFit, detected, dots: Dots, stack: SliceStack, geometry: LocalizerGeometry,

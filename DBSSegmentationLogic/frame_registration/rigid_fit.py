@@ -156,6 +156,7 @@ class RigidFit:
     max_mm: float
     rotation_deg: float
     affine_scales: list | None
+    affine_mirrors: bool  # the affine fit of the fiducials has a negative determinant (a flipped image)
     assignment: tuple
     hypotheses_tried: int
     detected: list  # the DetectedN used, in the order of ``assignment``
@@ -194,8 +195,9 @@ def fit_localizer(detected: list[DetectedN], dots: Dots, geometry: LocalizerGeom
     rms = float(np.sqrt(np.mean(residuals ** 2)))
     affine = affine_fit(fiducials)
     scales = None if affine is None else [float(s) for s in np.linalg.svd(affine[:3, :3], compute_uv=False)]
+    mirrors = affine is not None and float(np.linalg.det(affine[:3, :3])) < 0
     fit = RigidFit(matrix, fiducials, residuals, rms, float(residuals.max()), rotation_angle_deg(matrix),
-                   scales, assignment, tried, chosen)
+                   scales, mirrors, assignment, tried, chosen)
     check_rigid_fit(fit, max_rms_mm, max_scale_deviation)
     return fit
 
@@ -206,6 +208,8 @@ def check_rigid_fit(fit: RigidFit, max_rms_mm: float = MAX_RMS_MM,
     if fit.rms_mm > max_rms_mm or scaled:
         scaling = ("" if fit.affine_scales is None else
                    "; an affine fit scales it by " + " / ".join(f"{s:.3f}" for s in fit.affine_scales))
+        if fit.affine_mirrors:
+            scaling = "; the fiducials fit only mirrored: is the image flipped (e.g. left-right) in its header?"
         raise DBSInputError(
             f"the localizer does not fit the image rigidly: RMS residual {fit.rms_mm:.2f} mm (max "
             f"{fit.max_mm:.2f} mm; limit {max_rms_mm:g} mm){scaling}: check the --localizer geometry "

@@ -265,3 +265,24 @@ def test_too_coarse_or_flat_images_are_refused():
     flat = Volume(np.zeros((3, 40, 40), np.int16), np.eye(4))
     with pytest.raises(DBSInputError, match="only 3 slices"):
         register_frame(flat, GEOMETRY)
+
+
+def test_oblique_image_geometry_gives_the_same_frame(frame_ct):
+    """The same voxels with direction cosines rotated 15° about S: the fit follows the RAS geometry."""
+    from scipy.spatial.transform import Rotation
+
+    turn = np.eye(4)
+    turn[:3, :3] = Rotation.from_euler("z", 15, degrees=True).as_matrix()
+    oblique = Volume(frame_ct.volume.array, turn @ frame_ct.volume.ijk_to_ras)
+    truth = frame_ct.image_to_frame_ras @ np.linalg.inv(turn)
+    registration = register_frame(oblique, GEOMETRY)
+    assert transform_error_mm(registration.image_to_frame_ras, truth)[0] <= MAX_TRANSFORM_ERROR_MM
+
+
+def test_a_left_right_mirrored_image_is_refused(frame_ct):
+    """With three plates the localizer is chiral: a header that flips the image left-right is caught (it
+    would put every target on the wrong side)."""
+    matrix = frame_ct.volume.ijk_to_ras.copy()
+    matrix[0, :] *= -1  # R -> L
+    with pytest.raises(DBSInputError, match="only mirrored left-right"):
+        register_frame(Volume(frame_ct.volume.array, matrix), GEOMETRY)
