@@ -7,6 +7,7 @@ nodes and that package's plain types.
 """
 import json
 import logging
+import os
 import shutil
 import sys
 from typing import Annotated, Optional
@@ -15,27 +16,42 @@ import ctk  # noqa: F401  (Slicer's Qt and CTK bindings, imported as in the modu
 import qt  # noqa: F401
 import slicer
 import vtk
-from DBSTargetingLib import case_pipeline, dependencies, mrml_glue, postop_nodes
-from DBSTargetingLib.postop_job import PostopJob
-from DBSTargetingLib.segmentation_job import DEVICES, SegmentationJob
-from DBSTargetingLib.widget_state import PanelInputs, button_states
-from slicer import (
+from DBSTargetingLib.logic_path import ensure_logic_importable
+
+# From a source checkout only this folder is on Slicer's path; the logic package sits one level up.
+ensure_logic_importable(os.path.dirname(os.path.abspath(__file__)))
+
+from DBSTargetingLib import (  # noqa: E402  (after the logic package became importable)
+    case_pipeline,
+    dependencies,
+    mrml_glue,
+    plan_nodes,
+    postop_nodes,
+    slicer_compat,
+)
+from DBSTargetingLib.postop_job import PostopJob  # noqa: E402
+from DBSTargetingLib.segmentation_job import DEVICES, SegmentationJob  # noqa: E402
+from DBSTargetingLib.widget_state import PanelInputs, button_states  # noqa: E402
+from slicer import (  # noqa: E402
+    vtkMRMLLinearTransformNode,
     vtkMRMLMarkupsFiducialNode,
     vtkMRMLScalarVolumeNode,
     vtkMRMLSegmentationNode,
 )
-from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (
+from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper  # noqa: E402
+from slicer.ScriptedLoadableModule import (  # noqa: E402
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
-from slicer.util import VTKObservationMixin
+from slicer.util import VTKObservationMixin  # noqa: E402
 
-from DBSSegmentationLogic.geometry.frame import MOUNTINGS
-from DBSSegmentationLogic.io.exceptions import DBSInputError
-from DBSSegmentationLogic.postop.leads import DEFAULT_LEAD, LEAD_MODELS
+# Light parts of the logic only (scipy, scikit-image, matplotlib and torch are imported where they are
+# used, after ensureDependencies): the module loads even before its packages are installed.
+from DBSSegmentationLogic.geometry.frame import MOUNTINGS  # noqa: E402
+from DBSSegmentationLogic.io.exceptions import DBSInputError  # noqa: E402
+from DBSSegmentationLogic.postop.leads import DEFAULT_LEAD, LEAD_MODELS  # noqa: E402
 
 TARGET_KINDS = ("stn", "psa", "gpi")
 
@@ -50,9 +66,10 @@ class DBSTargeting(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = "DBS Targeting"
-        self.parent.categories = ["Neurosurgery"]
+        self.parent.categories = ["Neuroimaging"]
         self.parent.dependencies = []
-        self.parent.contributors = ["DBS Targeting contributors"]
+        # No individual author has been named for this project yet: the maintainers of its repository.
+        self.parent.contributors = ["SlicerDBSTargeting maintainers (see the repository history)"]
         self.parent.helpText = """
 Deep brain stimulation planning, in workflow order: <b>Inputs</b> (pre-operative MRI; optional CTs and
 AC/PC/midline points), <b>Segment</b> (STN, RN, SN, GPi, GPe on both sides in a background process, with
@@ -60,8 +77,11 @@ progress and cancel), <b>Plan</b> (Bejjani STN/PSA or GPi direct targets beside 
 trajectories, Leksell X/Y/Z and ring/arc for the chosen arc mounting), <b>Post-op</b> (the post-operative
 CT fused to the MRI, or to the pre-operative CT, in a background process; the leads found, shown as models
 with their contacts, and their error against the plan in the table "Post-op errors"). Results go into
-one subject-hierarchy folder per case. Without a frame registration the virtual frame is used: AC-PC
-aligned, with the mid-commissural point at the frame centre (100, 100, 100).
+one subject-hierarchy folder per case; running a step again replaces that step's results. Without a frame
+registration the virtual frame is used: AC-PC aligned, with the mid-commissural point at the frame centre
+(100, 100, 100); with an <b>image-to-frame transform</b> (a linear transform from a frame registration that
+moves the MRI into the frame) Leksell coordinates, ring and arc are those of the real frame. Each trajectory
+is also a transform: <i>Reslice</i> shows the probe's-eye view in the red slice view.
 <br><br>
 For frame settings of a hand-placed trajectory, label the control points <b>AC</b>, <b>PC</b>,
 <b>midline</b> (a point of the midsagittal plane above the AC-PC line), <b>target</b> and <b>entry</b>,
@@ -95,6 +115,10 @@ class DBSTargetingParameterNode:
     landmarksMarkups - point list with AC, PC and midline (it may also hold target and entry).
     trajectoryMarkups - point list with target and entry; optional when landmarksMarkups holds them.
     segmentation - the segmentation planned on (made by Segment, or corrected by the user).
+    outputSegmentation - where Segment writes (reused on every run; a new "Structures" node when empty).
+    imageToFrameTransform - optional linear transform from a frame registration that moves the MRI into the
+        frame (its "to parent" matrix maps image RAS to frame RAS); empty: the virtual AC-PC frame.
+    showUncertainty - overlay the segmentation's uncertainty map on the slice views when it exists.
     targetKind, useCustomRatios, dRatio, eRatio - the direct target and the Bejjani ratios.
     mounting - arc mounting of the Leksell frame, which sets how ring and arc are read.
     device - where the network runs (auto: GPU when there is one).
@@ -108,6 +132,9 @@ class DBSTargetingParameterNode:
     landmarksMarkups: vtkMRMLMarkupsFiducialNode
     trajectoryMarkups: vtkMRMLMarkupsFiducialNode
     segmentation: vtkMRMLSegmentationNode
+    outputSegmentation: vtkMRMLSegmentationNode
+    imageToFrameTransform: vtkMRMLLinearTransformNode
+    showUncertainty: bool = True
     targetKind: Annotated[str, Choice(list(TARGET_KINDS))] = "stn"
     useCustomRatios: bool = False
     dRatio: float = 0.1  # 20:2
@@ -175,6 +202,7 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.planButton.connect("clicked(bool)", self.onPlanButton)
         self.ui.postopButton.connect("clicked(bool)", self.onPostopButton)
         self.ui.postopCancelButton.connect("clicked(bool)", self.onPostopCancelButton)
+        self.ui.resliceButton.connect("clicked(bool)", self.onResliceButton)
 
         self._pollTimer = qt.QTimer()
         self._pollTimer.setInterval(self.POLL_INTERVAL_MS)
@@ -224,7 +252,8 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not self._parameterNode.preoperativeVolume:
             self._parameterNode.preoperativeVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
         if not self._parameterNode.landmarksMarkups:
-            self._parameterNode.landmarksMarkups = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLMarkupsFiducialNode")
+            # Only a list that holds AC, PC and midline, never one the module made (e.g. "Targets").
+            self._parameterNode.landmarksMarkups = mrml_glue.first_landmarks_node(slicer.mrmlScene)
 
     def setParameterNode(self, inputParameterNode: Optional[DBSTargetingParameterNode]) -> None:
         if self._parameterNode:
@@ -250,13 +279,17 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """What a shown frame plan was computed from, to tell when it no longer matches the inputs."""
         if not self._parameterNode:
             return None
-        return (tuple(node.GetID() for node in self._selectedMarkups()), self._parameterNode.mounting)
+        transform = self._parameterNode.imageToFrameTransform
+        return (tuple(node.GetID() for node in self._selectedMarkups()), self._parameterNode.mounting,
+                transform.GetID() if transform else None)
 
     def _onParameterNodeModified(self, caller=None, event=None) -> None:
         self._observeSelectedMarkups()
         if self._shownPlanInputs is not None and self._shownPlanInputs != self._planInputs():
             self._clearResult("Inputs changed: compute the frame settings again.")
         self._updateButtons()
+        if self._parameterNode:
+            self._showSegmentationWarnings()
 
     def _updateButtons(self) -> None:
         """Every button enabled only when its inputs exist, with a tooltip saying why (widget_state)."""
@@ -317,6 +350,8 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     self._parameterNode.landmarksMarkups,
                     self._parameterNode.trajectoryMarkups,
                     mounting=self._parameterNode.mounting,
+                    imageToFrame=self.logic.frameSpace(self._parameterNode.imageToFrameTransform,
+                                                       self._parameterNode.preoperativeVolume),
                 )
         except DBSInputError as error:  # already shown to the user by tryWithErrorDisplay
             self.ui.resultTextEdit.placeholderText = f"Cannot compute: {error}"
@@ -332,12 +367,12 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.segmentationProgressBar.value = 0
         try:
             with slicer.util.tryWithErrorDisplay("Cannot start the segmentation.", waitCursor=True):
-                self.logic.ensureDependencies(interactive=True)
+                self.logic.ensureDependencies(interactive=True, needsTorch=True)
                 self._job = self.logic.startSegmentation(node.preoperativeVolume, node.landmarksMarkups, node.device)
         except Exception:  # shown by tryWithErrorDisplay
             self._job = None
             return
-        self._jobInputs = (node.preoperativeVolume, node.caseName)
+        self._jobInputs = (node.preoperativeVolume, node.caseName, node.outputSegmentation, node.showUncertainty)
         self._appendLog(f"Started: {' '.join(self._job.runner.command[:4])} …")
         self._pollTimer.start()
         self._updateButtons()
@@ -365,12 +400,15 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self._pollTimer.stop()
         self._job = None
-        mriNode, caseName = self._jobInputs
+        mriNode, caseName, outputNode, showUncertainty = self._jobInputs
         try:
             if job.result.succeeded:
                 with slicer.util.tryWithErrorDisplay("Failed to show the segmentation.", waitCursor=True):
-                    self._parameterNode.segmentation = self.logic.finishSegmentation(job, mriNode, caseName)
+                    segmentation = self.logic.finishSegmentation(job, mriNode, caseName, outputNode, showUncertainty)
+                    self._parameterNode.outputSegmentation = segmentation
+                    self._parameterNode.segmentation = segmentation
                 self._appendLog(f"Done in {job.result.duration_s:.0f} s.")
+                self._showSegmentationWarnings()
             else:
                 self._appendLog(f"Segmentation {job.result.status}: {job.result.reason}")
                 if not job.result.cancelled:
@@ -378,6 +416,13 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         finally:
             job.cleanup()
             self._updateButtons()
+
+    def _showSegmentationWarnings(self) -> None:
+        """The warning line under the segmentation: structures the segment command flagged."""
+        node = self._parameterNode.segmentation if self._parameterNode else None
+        warnings = case_pipeline.segmentation_warnings(case_pipeline.segmentation_report(node))
+        self.ui.segmentationWarningLabel.text = ("Check these structures: " + "; ".join(warnings)) if warnings else ""
+        self.ui.segmentationWarningLabel.visible = bool(warnings)
 
     def onCancelButton(self) -> None:
         job = self._job
@@ -399,7 +444,8 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             with slicer.util.tryWithErrorDisplay("Failed to plan the case.", waitCursor=True):
                 self.logic.ensureDependencies(interactive=True, needsTorch=False)
                 plan = self.logic.planCase(
-                    node.preoperativeVolume, node.segmentation, node.landmarksMarkups, self.planSettings(), node.caseName
+                    node.preoperativeVolume, node.segmentation, node.landmarksMarkups, self.planSettings(), node.caseName,
+                    imageToFrameTransform=node.imageToFrameTransform,
                 )
         except Exception:  # shown by tryWithErrorDisplay
             return
@@ -416,7 +462,7 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.postopProgressBar.value = 0
         try:
             with slicer.util.tryWithErrorDisplay("Cannot start the post-operative evaluation.", waitCursor=True):
-                self.logic.ensureDependencies(interactive=True, needsTorch=False, needsFigures=True)
+                self.logic.ensureDependencies(interactive=True, needsTorch=False)
                 self._postopJob = self.logic.startPostop(
                     node.preoperativeVolume, node.postoperativeCT, plan, node.preoperativeCT, leadModel=node.leadModel
                 )
@@ -465,6 +511,15 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.postopLogTextEdit.appendPlainText("Cancelled: the scene is unchanged.")
         self._updateButtons()
 
+    def onResliceButton(self) -> None:
+        """Probe's-eye view: the red slice view perpendicular to the selected trajectory, at its target."""
+        with slicer.util.tryWithErrorDisplay("Cannot reslice along the trajectory.", waitCursor=True):
+            transform = self.ui.trajectoryTransformSelector.currentNode()
+            if transform is None:
+                raise DBSInputError("plan the case first, then select one of its trajectory transforms")
+            sliceNode = slicer.app.layoutManager().sliceWidget("Red").mrmlSliceNode()
+            plan_nodes.reslice_along_trajectory(sliceNode, transform)
+
     def planSettings(self) -> case_pipeline.PlanSettings:
         node = self._parameterNode
         custom = node.useCustomRatios and node.targetKind != "gpi"
@@ -490,15 +545,26 @@ class DBSTargetingLogic(ScriptedLoadableModuleLogic):
         return DBSTargetingParameterNode(super().getParameterNode())
 
     @staticmethod
-    def ensureDependencies(interactive: bool = True, needsTorch: bool = True, needsFigures: bool = False) -> None:
-        """Check the Python packages; inside the GUI, offer to install missing pip packages (torch:
-        the PyTorch extension; matplotlib with ``needsFigures``, for the post-operative report).
-        Raises ``dependencies.MissingDependencies`` with a message for the user."""
+    def ensureDependencies(interactive: bool = True, needsTorch: bool = True) -> None:
+        """Check the Python packages of ``Resources/requirements.txt`` (and torch with ``needsTorch``).
+        Inside the GUI, missing ones are installed after the user agreed: pip packages through
+        ``slicer.pydeps.pip_ensure`` (Slicer 5.11+) or ``slicer.util.pip_install``, torch through the
+        PyTorch extension's ``installTorch(askConfirmation=True)``. In batch mode nothing is installed.
+        Raises ``dependencies.MissingDependencies`` (a ``DBSInputError``) with a message for the user."""
+        pipEnsure = slicer_compat.pip_ensure_function() if interactive else None
         dependencies.ensure_packages(
-            needs_torch=needsTorch, interactive=interactive, needs_figures=needsFigures,
+            interactive=interactive, pip_ensure=pipEnsure,
             confirm=slicer.util.confirmOkCancelDisplay if interactive else None,
             pip_install=slicer.util.pip_install if interactive else None,
         )
+        if needsTorch:
+            dependencies.ensure_torch(interactive=interactive,
+                                      torch_utils_logic=dependencies.pytorch_utils_logic if interactive else None)
+
+    @staticmethod
+    def frameSpace(imageToFrameTransform, mriNode=None):
+        """The real frame of an image-to-frame transform node (``FrameSpace``), or ``None`` (virtual frame)."""
+        return mrml_glue.frame_space_from_transform_node(imageToFrameTransform, mriNode)
 
     @staticmethod
     def pythonExecutable() -> str:
@@ -525,38 +591,63 @@ class DBSTargetingLogic(ScriptedLoadableModuleLogic):
         logging.info("Segmenting '%s' in a child process (%s)", mriNode.GetName(), device)
         return job.start()
 
-    def finishSegmentation(self, job: SegmentationJob, mriNode, caseName: str = "Case"):
-        """Segmentation node with surfaces and models from a succeeded job (scratch folder removed)."""
+    def finishSegmentation(self, job: SegmentationJob, mriNode, caseName: str = "Case", outputNode=None,
+                           showUncertainty: bool = False):
+        """The segmentation of a succeeded job in the case folder (``outputNode``, else the case's earlier
+        one, else a new "Structures"), with its closed surfaces, terminology, the command's report (the
+        localization reused by planning, quality flags) and, when the command wrote one, the uncertainty
+        map "Structures uncertainty" (over the slice views with ``showUncertainty``). Scratch folder removed."""
         try:
-            labels, _report = job.outputs()
+            labels, report = job.outputs()
+            uncertainty = job.uncertainty()
         finally:
             job.cleanup()
-        return case_pipeline.segmentation_to_scene(slicer.mrmlScene, caseName, labels, mriNode)
+        node = case_pipeline.segmentation_to_scene(
+            slicer.mrmlScene, caseName, labels, mriNode, output_node=outputNode, report=report, uncertainty=uncertainty,
+            terminology_logic=slicer_compat.terminology_logic())
+        uncertaintyNode = case_pipeline.uncertainty_node(slicer.mrmlScene, caseName)
+        if showUncertainty and uncertaintyNode is not None:
+            mrml_glue.show_as_foreground(slicer.mrmlScene, uncertaintyNode)
+        return node
 
     def segment(self, mriNode, landmarksMarkups=None, device: str = "auto", caseName: str = "Case",
-                onLine=None, command=None):
+                onLine=None, command=None, outputNode=None):
         """Blocking segmentation (batch, tests): returns the segmentation node; raises on failure."""
         job = self.startSegmentation(mriNode, landmarksMarkups, device, command=command)
         try:
             result = job.wait(on_line=onLine)
             if not result.succeeded:
                 raise DBSInputError(f"segmentation {result.status}: {result.reason}")
-            return self.finishSegmentation(job, mriNode, caseName)
+            return self.finishSegmentation(job, mriNode, caseName, outputNode)
         finally:
             job.cleanup()
 
     def planCase(self, mriNode, segmentationNode, landmarksMarkups, settings: case_pipeline.PlanSettings,
-                 caseName: str = "Case") -> dict:
-        """Plan from the segmentation (segments matched by name) and show the targets, trajectories and
-        coordinate table in the case folder. Returns the plan dict (as ``plan.json``)."""
+                 caseName: str = "Case", imageToFrameTransform=None, allowRegistration: bool = False) -> dict:
+        """Plan from the segmentation (segments matched by name) and show the targets, trajectories (lines
+        and transforms) and coordinate table in the case folder, replacing an earlier plan of the case.
+        Returns the plan dict (as ``plan.json``).
+
+        AC, PC and midline come from ``landmarksMarkups``, else from the localization the segmentation job
+        computed (kept on the segmentation node): the template registration is never run again here, so
+        the GUI thread never runs it. ``allowRegistration`` (batch mode only, where no GUI waits) lets a
+        segmentation without that record be localized by registration. ``imageToFrameTransform``: the
+        real frame (see :meth:`frameSpace`); ``None``: the virtual AC-PC frame."""
         from DBSTargetingLib.segmentation_nodes import labels_from_segmentation_node
 
         if mriNode is None or segmentationNode is None:
             raise DBSInputError("select the pre-operative MRI and a segmentation first")
+        frame = self.frameSpace(imageToFrameTransform, mriNode)
         labels = labels_from_segmentation_node(slicer.mrmlScene, segmentationNode, mriNode)
-        mri = None if landmarksMarkups is not None else mrml_glue.volume_from_volume_node(mriNode)
-        plan = case_pipeline.plan_dict(labels, self.landmarksFromMarkups(landmarksMarkups), settings, mri)
+        report = case_pipeline.segmentation_report(segmentationNode) or {}
+        localization = report.get("localization")
+        mri = mrml_glue.volume_from_volume_node(mriNode) if (allowRegistration and landmarksMarkups is None
+                                                              and localization is None) else None
+        plan = case_pipeline.plan_dict(labels, self.landmarksFromMarkups(landmarksMarkups), settings,
+                                       localization=localization, mri=mri, frame=frame)
         plan["mri"] = mriNode.GetName()
+        if imageToFrameTransform is not None:
+            plan["frame_source"] = f"transform node '{imageToFrameTransform.GetName()}'"
         case_pipeline.plan_to_scene(slicer.mrmlScene, caseName, plan)
         return plan
 

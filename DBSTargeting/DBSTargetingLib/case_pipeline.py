@@ -18,7 +18,12 @@ from DBSSegmentationLogic.io.staged_output import write_json_atomic
 from DBSSegmentationLogic.io.volumes import Volume
 
 from . import plan_nodes, postop_nodes, scene_files, segmentation_nodes
-from .mrml_glue import volume_from_volume_node
+from .mrml_glue import (
+    remove_node,
+    update_volume_node,
+    volume_from_volume_node,
+    volume_node_from_volume,
+)
 from .postop_job import PostopJob
 from .segmentation_job import SegmentationJob
 from .subject_hierarchy import (
@@ -29,6 +34,22 @@ from .subject_hierarchy import (
 )
 
 SEGMENTATION_NODE = "Structures"
+UNCERTAINTY_NODE = "Structures uncertainty"
+ROLE_ATTRIBUTE = "DBSTargeting.role"
+SEGMENTATION_ROLE = "segmentation"
+UNCERTAINTY_ROLE = "uncertainty"
+#: The segment command's JSON report, kept on the segmentation node (localization, flags, confidence).
+REPORT_ATTRIBUTE = "DBSTargeting.segmentationReport"
+
+#: How the quality flags of the segment command read in the module's warning line.
+FLAG_TEXT = {
+    "missing": "missing",
+    "fragmented": "fragmented (pieces outside the main body)",
+    "implausible_volume": "implausible volume",
+    "wrong_side": "on the wrong side",
+    "uncertain": "uncertain",
+    "fallback_atlas": "atlas shape (not seen in the image)",
+}
 
 
 @dataclass
@@ -47,48 +68,121 @@ class PlanSettings:
             raise DBSInputError("give both the D and the E ratio, or neither (preset of the target)")
 
 
-def plan_dict(labels: Volume, landmarks_ras: Optional[dict], settings: PlanSettings, mri: Optional[Volume] = None) -> dict:
-    """The case plan (``plan.json`` content) from a label map and AC/PC/midline (``None``: found by
-    registration of ``mri`` to the template). Sides whose nuclei carry quality flags are blocked,
-    as in ``dbs-plan plan``."""
+def plan_dict(labels: Volume, landmarks_ras: Optional[dict], settings: PlanSettings, localization: Optional[dict] = None,
+              mri: Optional[Volume] = None, frame=None) -> dict:
+    """The case plan (``plan.json`` content) from a label map. AC, PC and the midline point come from
+    ``landmarks_ras`` (the user's), else from ``localization`` (the ``localization`` of the segment
+    command's report: the registration done once in the background is reused, never repeated), else,
+    only when ``mri`` is given (batch mode, no GUI thread to block), from a registration of ``mri`` to
+    the template. ``frame``: a real frame (``FrameSpace``) or ``None`` (virtual frame). Sides whose
+    nuclei carry quality flags are blocked, as in ``dbs-plan plan``."""
+    import numpy as np
+
     from DBSSegmentationLogic.geometry.acpc import AcpcSpace
     from DBSSegmentationLogic.planning.plan import plan_with_quality
-    from DBSSegmentationLogic.segmentation import localization
+    from DBSSegmentationLogic.segmentation import localization as localization_logic
 
-    if landmarks_ras is None:
-        if mri is None:
-            raise DBSInputError("give AC, PC and the midline point, or the MRI to find them automatically")
-        located = localization.register_to_template(mri)
+    if landmarks_ras is not None:
+        located = localization_logic.from_user_landmarks(landmarks_ras["ac"], landmarks_ras["pc"], landmarks_ras["midline"])
+        localization, source = located.to_dict(), "user"
+    elif localization is not None:
+        landmarks_ras = {name: np.asarray(localization[f"{name}_ras"], float) for name in ("ac", "pc", "midline")}
+        source = f"automatic ({localization.get('method', 'registration')} of the segmentation run, reused)"
+    elif mri is not None:
+        located = localization_logic.register_to_template(mri)
+        localization, source = located.to_dict(), "automatic (registration to the CIT168 template)"
         landmarks_ras = {"ac": located.ac_ras, "pc": located.pc_ras, "midline": located.midline_ras}
-        source = "automatic (registration to the CIT168 template)"
     else:
-        located = localization.from_user_landmarks(landmarks_ras["ac"], landmarks_ras["pc"], landmarks_ras["midline"])
-        source = "user"
+        raise DBSInputError("select a point list with AC, PC and the midline point, or segment the MRI first "
+                            "(the segmentation finds them)")
     acpc = AcpcSpace.from_landmarks(landmarks_ras["ac"], landmarks_ras["pc"], landmarks_ras["midline"])
     plan = plan_with_quality(
         labels, acpc, settings.target_kind, mounting=settings.mounting, entries_ras=settings.entries_ras or None,
-        level_mm=settings.level_mm, d_ratio=settings.d_ratio, e_ratio=settings.e_ratio,
-        template_to_image_ras=located.template_to_input_ras,
+        level_mm=settings.level_mm, d_ratio=settings.d_ratio, e_ratio=settings.e_ratio, frame=frame,
+        template_to_image_ras=np.asarray(localization["template_to_input_ras"], float),
     )
     plan["landmark_source"] = source
-    plan["localization"] = located.to_dict()
+    plan["localization"] = localization
+    if frame is not None:
+        plan["image_to_frame_ras"] = np.asarray(frame.image_to_frame_ras, float).tolist()
+        plan["frame_source"] = frame.description
     return plan
 
 
-def segmentation_to_scene(scene, case_name: str, labels: Volume, mri_node=None, show_3d: bool = True):
-    """Segmentation node "Structures" (named, coloured segments; closed surfaces and one model per
-    structure when ``show_3d``) in the case folder. Returns the segmentation node."""
+def segmentation_warnings(report: Optional[dict]) -> list[str]:
+    """One line per structure the segment command flagged (missing, fragmented, implausible volume, wrong
+    side, uncertain, atlas fallback), with its confidence when the report gives one."""
+    lines = []
+    for structure in (report or {}).get("structures", []):
+        flags = [FLAG_TEXT.get(flag, flag.replace("_", " ")) for flag in structure.get("flags") or []]
+        if structure.get("uncertain") and "uncertain" not in flags:
+            flags.append("uncertain")
+        if structure.get("fallback_atlas") and FLAG_TEXT["fallback_atlas"] not in flags:
+            flags.append(FLAG_TEXT["fallback_atlas"])
+        if not flags:
+            continue
+        confidence = structure.get("confidence")
+        suffix = f" (confidence {confidence:.2f})" if isinstance(confidence, (int, float)) else ""
+        lines.append(f"{structure.get('name', '?')}: {', '.join(flags)}{suffix}")
+    return lines
+
+
+def segmentation_report(node) -> Optional[dict]:
+    """The segment command's report kept on a segmentation node made by the module, or ``None``."""
+    import json
+
+    text = node.GetAttribute(REPORT_ATTRIBUTE) if node is not None else None
+    return json.loads(text) if text else None
+
+
+def _case_node_with_role(scene, case_name: str, role: str):
+    folder = find_case_folder(scene, case_name)
+    if not folder:
+        return None
+    return next((node for node in nodes_in_folder(scene, folder) if node.GetAttribute(ROLE_ATTRIBUTE) == role), None)
+
+
+def segmentation_to_scene(scene, case_name: str, labels: Volume, mri_node=None, show_3d: bool = True, output_node=None,
+                          report: Optional[dict] = None, uncertainty: Optional[Volume] = None, terminology_logic=None):
+    """The segmentation of a case in its folder: ``output_node`` when given, else the case's segmentation
+    from an earlier run, else a new node "Structures" (so a re-run never adds a second one). Named,
+    coloured segments with their terminology; in 3D one representation per structure, the closed
+    surface (``show_3d``). ``report`` (the segment command's JSON: localization, flags) is kept on the
+    node; ``uncertainty`` (the command's uncertainty map, when it wrote one) becomes the scalar volume
+    "Structures uncertainty" of the case, replacing an earlier one. Returns the segmentation node."""
+    import json
+
     folder = case_folder(scene, case_name)
-    node = segmentation_nodes.segmentation_node_from_labels(scene, labels, SEGMENTATION_NODE, mri_node)
+    node = output_node or _case_node_with_role(scene, case_name, SEGMENTATION_ROLE)
+    node = segmentation_nodes.segmentation_node_from_labels(scene, labels, SEGMENTATION_NODE, mri_node, node=node,
+                                                            terminology_logic=terminology_logic)
+    node.SetAttribute(ROLE_ATTRIBUTE, SEGMENTATION_ROLE)
+    node.SetAttribute(REPORT_ATTRIBUTE, json.dumps(report) if report else "")
     place_in_folder(scene, node, folder)
     if show_3d:
         segmentation_nodes.show_closed_surfaces(node)
-        segmentation_nodes.export_models(scene, node, folder)
+    previous = _case_node_with_role(scene, case_name, UNCERTAINTY_ROLE)
+    if uncertainty is not None:
+        if previous is None:
+            previous = volume_node_from_volume(scene, uncertainty, UNCERTAINTY_NODE)
+            previous.SetAttribute(ROLE_ATTRIBUTE, UNCERTAINTY_ROLE)
+            previous.SetDescription("voxel-wise uncertainty of the automatic segmentation (higher = less certain)")
+        else:
+            update_volume_node(previous, uncertainty)
+        place_in_folder(scene, previous, folder)
+    elif previous is not None:
+        remove_node(scene, previous)  # an uncertainty map of an earlier run no longer matches the segmentation
     return node
 
 
+def uncertainty_node(scene, case_name: str):
+    """The case's "Structures uncertainty" volume, or ``None`` (the segment command wrote no map)."""
+    return _case_node_with_role(scene, case_name, UNCERTAINTY_ROLE)
+
+
 def plan_to_scene(scene, case_name: str, plan: dict) -> dict:
-    """Targets, indirect targets, landmarks, trajectory lines and the coordinate table in the case folder."""
+    """Targets, indirect targets, landmarks, trajectory lines and transforms and the coordinate table in
+    the case folder, replacing those of an earlier plan of the case."""
     return plan_nodes.plan_to_nodes(scene, plan, case_folder(scene, case_name))
 
 

@@ -211,3 +211,71 @@ def landmarks_from_nodes(nodes, required=PLAN_LANDMARKS) -> dict[str, np.ndarray
         where = ", ".join(f"'{node.GetName()}'" for node in searched)
         raise DBSInputError(f"no point labelled {', '.join(missing)} in {where}")
     return {name: found[name] for name in required}
+
+
+#: Attribute marking the nodes the module makes (plan, post-op, segmentation results), by role.
+ROLE_ATTRIBUTE = "DBSTargeting.role"
+
+
+def _nodes_by_class(scene, class_name: str) -> list:
+    return [scene.GetNthNodeByClass(n, class_name) for n in range(scene.GetNumberOfNodesByClass(class_name))]
+
+
+def first_landmarks_node(scene):
+    """The first point list of the scene that holds AC, PC and the midline point, skipping the lists the
+    module made itself (its "Targets", "Lead tips", ... carry a role): what the panel may preselect.
+    ``None`` when there is none: the module never preselects a list it cannot plan with."""
+    for node in _nodes_by_class(scene, "vtkMRMLMarkupsFiducialNode"):
+        if node.GetAttribute(ROLE_ATTRIBUTE):
+            continue
+        try:
+            landmarks_from_nodes([node], required=("ac", "pc", "midline"))
+        except DBSInputError:
+            continue
+        return node
+    return None
+
+
+def _is_under(node, transform_node) -> bool:
+    parent = node.GetParentTransformNode()
+    while parent is not None:
+        if parent is transform_node:
+            return True
+        parent = parent.GetParentTransformNode()
+    return False
+
+
+def frame_space_from_transform_node(transform_node, mri_node=None):
+    """The image-to-frame map (``DBSSegmentationLogic.geometry.frame.FrameSpace``) of a Slicer transform
+    node from a frame registration, or ``None`` (virtual frame) when no node is given.
+
+    Slicer's convention, the one README "Transform files" describes: the node moves the image into the
+    frame, so its matrix "to parent" maps image RAS to frame RAS (frame centre at the origin); its file
+    holds the inverse. The matrix is read here, once, and nowhere else. When the MRI itself is placed
+    under the node, world RAS already is frame RAS and the map is the identity. The node must be rigid
+    and not under another transform.
+    """
+    from DBSSegmentationLogic.geometry.frame import FrameSpace
+
+    if transform_node is None:
+        return None
+    name = transform_node.GetName()
+    if not transform_node.IsA("vtkMRMLTransformNode") or not transform_node.IsLinear():
+        raise DBSInputError(f"the image-to-frame transform '{name}' is not linear: use the rigid result of a frame registration")
+    if transform_node.GetParentTransformNode() is not None:
+        raise DBSInputError(f"the image-to-frame transform '{name}' is under another transform: harden or move it to the top level")
+    if mri_node is not None and _is_under(mri_node, transform_node):
+        return FrameSpace.from_matrix(np.eye(4), f"real frame: '{name}' (MRI shown in the frame)")
+    to_parent = vtk.vtkMatrix4x4()
+    transform_node.GetMatrixTransformToParent(to_parent)
+    return FrameSpace.from_matrix(matrix_from_vtk(to_parent), f"real frame: image-to-frame transform '{name}'")
+
+
+def show_as_foreground(scene, volume_node, opacity: float = 0.4) -> int:
+    """Show ``volume_node`` over the background of every slice view (foreground layer, ``opacity``);
+    returns the number of slice views changed."""
+    composites = _nodes_by_class(scene, "vtkMRMLSliceCompositeNode")
+    for composite in composites:
+        composite.SetForegroundVolumeID(volume_node.GetID() if volume_node is not None else None)
+        composite.SetForegroundOpacity(opacity)
+    return len(composites)

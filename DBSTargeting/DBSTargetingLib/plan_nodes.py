@@ -4,27 +4,39 @@
 - point list "Indirect targets": the AC-PC atlas targets ("L STN indirect", "R GPi indirect", …);
 - point list "AC-PC landmarks": AC, PC, Midline and the mid-commissural point (MCP);
 - one line per trajectory ("L STN trajectory"), from the entry to the target;
+- one linear transform per trajectory ("L STN trajectory transform"): its origin is the target and its
+  z axis points along the trajectory towards the entry, so a slice view resliced by it
+  (:func:`reslice_along_trajectory`) looks down the probe (probe's-eye view, as SlicerNetstim's
+  StereotacticPlan does);
 - table "Plan coordinates": one row per point with RAS, AC-PC and (for the trajectory points) Leksell
-  X/Y/Z and ring/arc, exact and as set on the frame; the plan itself is kept as JSON on the table
-  (attribute ``DBSTargeting.plan``), so a reloaded scene still holds every number of the plan.
+  X/Y/Z and ring/arc, exact and as set on the frame, and which frame they are in (the virtual AC-PC
+  frame or a real frame registration); the plan itself is kept as JSON on the table (attribute
+  ``DBSTargeting.plan``), so a reloaded scene still holds every number of the plan.
 
-Every node goes into the case's subject-hierarchy folder. Imports only ``vtk`` and MRML classes.
+Every node goes into the case's subject-hierarchy folder and carries ``DBSTargeting.role = plan``: planning
+the case again replaces the nodes of the previous plan (as post-op does for its own). Imports only ``vtk``,
+numpy and MRML classes.
 """
 from __future__ import annotations
 
 import json
 import math
 
+import numpy as np
 import vtk
 
-from .subject_hierarchy import place_in_folder
+from .subject_hierarchy import nodes_in_folder, place_in_folder
 
 TARGETS_NODE = "Targets"
 INDIRECT_NODE = "Indirect targets"
 LANDMARKS_NODE = "AC-PC landmarks"
 TABLE_NODE = "Plan coordinates"
 TRAJECTORY_SUFFIX = " trajectory"
+TRANSFORM_SUFFIX = " trajectory transform"
 PLAN_ATTRIBUTE = "DBSTargeting.plan"
+ROLE_ATTRIBUTE = "DBSTargeting.role"
+PLAN_ROLE = "plan"
+VIRTUAL_FRAME = "virtual frame (AC-PC aligned, MCP at the frame centre)"
 
 #: Indirect-target names as clinicians write them.
 _NUCLEUS_NAMES = {"stn": "STN", "gpi": "GPi", "vim": "Vim"}
@@ -39,7 +51,16 @@ TABLE_COLUMNS = (
     ("Leksell X (mm)", "double"), ("Leksell Y (mm)", "double"), ("Leksell Z (mm)", "double"),
     ("Ring (deg)", "double"), ("Arc (deg)", "double"),
     ("Frame setting", "string"),
+    ("Frame", "string"),
 )
+
+
+def frame_label(plan: dict) -> str:
+    """Which frame the Leksell coordinates and ring/arc of a plan are in: a real frame registration (the
+    plan records its image-to-frame matrix) or the virtual AC-PC frame."""
+    if plan.get("image_to_frame_ras") is not None:
+        return f"real frame ({plan.get('frame_source') or plan.get('frame', 'image-to-frame transform')})"
+    return VIRTUAL_FRAME
 
 
 def indirect_label(side: str, kind: str) -> str:
@@ -71,6 +92,7 @@ def _trajectory_line(scene, trajectory: dict, folder_item: int):
 def coordinate_rows(plan: dict) -> list[dict]:
     """The rows of the coordinate table, as plain dicts keyed by column name."""
     nan3 = [math.nan] * 3
+    frame = frame_label(plan)
     rows = []
     for trajectory in plan["trajectories"]:
         setting = (
@@ -82,20 +104,20 @@ def coordinate_rows(plan: dict) -> list[dict]:
             rows.append(_row(
                 f"{trajectory['name']} {point}", f"{trajectory['target_kind']} {point}",
                 trajectory[f"{point}_ras"], trajectory[f"{point}_acpc"], trajectory[f"{point}_leksell"],
-                trajectory["ring_deg"], trajectory["arc_deg"], setting if point == "target" else "",
+                trajectory["ring_deg"], trajectory["arc_deg"], setting if point == "target" else "", frame,
             ))
     for kind, sides in plan["indirect"].items():
         for side, point in sides.items():
             rows.append(_row(indirect_label(side, kind), f"{kind} indirect", point["ras"], point["acpc"], nan3,
-                             math.nan, math.nan, ""))
+                             math.nan, math.nan, "", ""))
     acpc = plan["acpc"]
     for label, key in (("AC", "ac_ras"), ("PC", "pc_ras"), ("Midline", "midline_ras"), ("MCP", "mcp_ras")):
-        rows.append(_row(label, "landmark", acpc[key], nan3, nan3, math.nan, math.nan, ""))
+        rows.append(_row(label, "landmark", acpc[key], nan3, nan3, math.nan, math.nan, "", ""))
     return rows
 
 
-def _row(point, kind, ras, acpc, leksell, ring, arc, setting) -> dict:
-    values = [point, kind, *ras, *acpc, *leksell, ring, arc, setting]
+def _row(point, kind, ras, acpc, leksell, ring, arc, setting, frame) -> dict:
+    values = [point, kind, *ras, *acpc, *leksell, ring, arc, setting, frame]
     return {name: value for (name, _), value in zip(TABLE_COLUMNS, values)}
 
 
@@ -123,8 +145,10 @@ def table_node(scene, name: str, columns, rows: list[dict], folder_item: int, at
 
 def coordinate_table(scene, plan: dict, folder_item: int):
     """Table node with :func:`coordinate_rows`; the plan's JSON is kept in ``PLAN_ATTRIBUTE``."""
-    return table_node(scene, TABLE_NODE, TABLE_COLUMNS, coordinate_rows(plan), folder_item,
+    node = table_node(scene, TABLE_NODE, TABLE_COLUMNS, coordinate_rows(plan), folder_item,
                       {PLAN_ATTRIBUTE: json.dumps(plan)})
+    node.SetDescription(f"Leksell coordinates and ring/arc in the {frame_label(plan)}; {plan['mounting']} mounting")
+    return node
 
 
 def table_rows(node) -> list[dict]:
@@ -141,20 +165,81 @@ def table_rows(node) -> list[dict]:
     return rows
 
 
+def trajectory_matrix(target_ras, entry_ras) -> np.ndarray:
+    """4x4 matrix from the trajectory's own frame to RAS: origin at the target, z along the trajectory
+    towards the entry, x as close to the patient's right as the trajectory allows, y = z × x."""
+    target, entry = np.asarray(target_ras, float), np.asarray(entry_ras, float)
+    z = entry - target
+    length = float(np.linalg.norm(z))
+    if length < 1e-6:
+        raise ValueError("a trajectory's entry and target coincide")
+    z /= length
+    x = np.array([1.0, 0.0, 0.0]) - z[0] * z
+    if np.linalg.norm(x) < 1e-3:  # a purely lateral trajectory: use anterior instead
+        x = np.array([0.0, 1.0, 0.0]) - z[1] * z
+    x /= np.linalg.norm(x)
+    matrix = np.eye(4)
+    matrix[:3, 0], matrix[:3, 1], matrix[:3, 2], matrix[:3, 3] = x, np.cross(z, x), z, target
+    return matrix
+
+
+def _trajectory_transform(scene, trajectory: dict, folder_item: int):
+    from .mrml_glue import vtk_matrix_from_array
+
+    node = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", trajectory["name"] + TRANSFORM_SUFFIX)
+    node.SetMatrixTransformToParent(vtk_matrix_from_array(trajectory_matrix(trajectory["target_ras"], trajectory["entry_ras"])))
+    node.SetAttribute("DBSTargeting.side", trajectory["side"])
+    node.SetDescription("origin at the target, z axis towards the entry: reslice a slice view by it for the probe's-eye view")
+    place_in_folder(scene, node, folder_item)
+    return node
+
+
+def reslice_along_trajectory(slice_node, transform_node) -> None:
+    """Reslice a slice view perpendicular to a trajectory, centred on its target (probe's-eye view):
+    the slice normal is the trajectory's z axis, its horizontal axis the trajectory's x axis."""
+    from .mrml_glue import matrix_from_vtk
+
+    to_world = vtk.vtkMatrix4x4()
+    transform_node.GetMatrixTransformToWorld(to_world)
+    matrix = matrix_from_vtk(to_world)
+    normal, transverse, position = matrix[:3, 2], matrix[:3, 0], matrix[:3, 3]
+    slice_node.SetSliceToRASByNTP(*normal, *transverse, *position, 0)
+
+
+def is_plan_node(node) -> bool:
+    return node is not None and node.GetAttribute(ROLE_ATTRIBUTE) == PLAN_ROLE
+
+
+def remove_plan_nodes(scene, folder_item: int) -> int:
+    """Remove the nodes of an earlier plan of a case folder; returns how many were removed."""
+    from .mrml_glue import remove_node
+
+    removed = 0
+    for node in nodes_in_folder(scene, folder_item):
+        if is_plan_node(node):
+            remove_node(scene, node)
+            removed += 1
+    return removed
+
+
 def plan_to_nodes(scene, plan: dict, folder_item: int) -> dict:
-    """Every node of a plan, in ``folder_item``. Returns ``{"targets", "indirect", "landmarks",
-    "trajectories" (list), "table"}``."""
+    """Every node of a plan, in ``folder_item``, replacing those of an earlier plan. Returns ``{"targets",
+    "indirect", "landmarks", "trajectories" (list of lines), "transforms" (list), "table"}``."""
     targets = {trajectory["name"]: trajectory["target_ras"] for trajectory in plan["trajectories"]}
     indirect = {
         indirect_label(side, kind): point["ras"] for kind, sides in plan["indirect"].items() for side, point in sides.items()
     }
     acpc = plan["acpc"]
     landmarks = {"AC": acpc["ac_ras"], "PC": acpc["pc_ras"], "Midline": acpc["midline_ras"], "MCP": acpc["mcp_ras"]}
+    for trajectory in plan["trajectories"]:  # refuse a degenerate trajectory before anything changes
+        trajectory_matrix(trajectory["target_ras"], trajectory["entry_ras"])
+    remove_plan_nodes(scene, folder_item)
     nodes = {
         "targets": point_list(scene, TARGETS_NODE, targets, folder_item),
         "indirect": point_list(scene, INDIRECT_NODE, indirect, folder_item),
         "landmarks": point_list(scene, LANDMARKS_NODE, landmarks, folder_item),
         "trajectories": [_trajectory_line(scene, trajectory, folder_item) for trajectory in plan["trajectories"]],
+        "transforms": [_trajectory_transform(scene, trajectory, folder_item) for trajectory in plan["trajectories"]],
         "table": coordinate_table(scene, plan, folder_item),
     }
     if plan.get("failures"):
@@ -162,4 +247,7 @@ def plan_to_nodes(scene, plan: dict, folder_item: int) -> dict:
             "; ".join(f"{side} side not planned: {reason}" for side, reason in plan["failures"].items())
         )
     nodes["indirect"].GetDisplayNode().SetSelectedColor(0.6, 0.6, 0.6)
+    for node in (nodes["targets"], nodes["indirect"], nodes["landmarks"], nodes["table"], *nodes["trajectories"],
+                 *nodes["transforms"]):
+        node.SetAttribute(ROLE_ATTRIBUTE, PLAN_ROLE)
     return nodes

@@ -73,6 +73,12 @@ class SegmentationJob(BackgroundJob):
     def report_path(self) -> Path:
         return self.scratch / "labels.json"
 
+    @property
+    def uncertainty_path(self) -> Path:
+        """Where the segment command writes its voxel-wise uncertainty map (``<labels stem>_uncertainty``
+        beside the labels), when it writes one."""
+        return self.scratch / "labels_uncertainty.nii.gz"
+
     # --- results ----------------------------------------------------------------------------------
 
     def outputs(self) -> tuple[Volume, dict]:
@@ -83,3 +89,9 @@ class SegmentationJob(BackgroundJob):
         labels = read_volume(self.labels_path)
         report = json.loads(self.report_path.read_text(encoding="utf-8")) if self.report_path.is_file() else {}
         return labels, report
+
+    def uncertainty(self) -> Optional[Volume]:
+        """The uncertainty map of a succeeded run, or ``None`` when the command wrote none."""
+        if self.result is None or not self.result.succeeded or not self.uncertainty_path.is_file():
+            return None
+        return read_volume(self.uncertainty_path)

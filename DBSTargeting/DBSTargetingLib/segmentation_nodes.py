@@ -1,14 +1,20 @@
 """Label map <-> segmentation node, closed surfaces and 3D models (DESIGN §2: MRML glue only).
 
 Segment names and colours come from ``DBSSegmentationLogic.segmentation.labels`` (the one place that knows the
-codes). Where the DICOM CNS segmentation list (CID 7153) has a code for a nucleus, the segment also
-carries the standard terminology (SNOMED CT, with the laterality as modifier); for the others the
-name and colour are all there is.
+codes). Every segment also carries a standard terminology entry: the module's terminology file
+``Resources/Terminology/SegmentationCategoryTypeModifier-DBSTargeting.term.json`` (category SCT
+"Anatomical Structure", type by FMA code, laterality SCT Left/Right as modifier), loaded through Slicer's
+terminology logic when there is one so that the Segment Editor and DICOM export know it. The entry is
+stored through ``slicer_compat`` (``SetTerminology`` from Slicer 5.10, the terminology tag before).
 
 Like ``mrml_glue`` this imports only ``vtk``, MRML classes (through the ``slicer`` package's wrapped
 C++ classes) and numpy: no Qt, no ``slicer.util``, so it runs inside Slicer and under ``slicer-core``.
 """
 from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import vtk
@@ -18,29 +24,73 @@ from DBSSegmentationLogic.io.volumes import Volume
 from DBSSegmentationLogic.segmentation import labels as label_codes
 
 from .mrml_glue import remove_node, volume_from_volume_node, volume_node_from_volume
+from .slicer_compat import set_segment_terminology
 from .subject_hierarchy import place_in_folder
 
 #: Name of the colour table node holding our label codes, names and colours.
 COLOR_TABLE_NAME = "DBS structures"
-
-#: SNOMED CT codes of the nuclei that the DICOM CNS segmentation list (CID 7153) names.
-#: The STN, the red nucleus and the pallidal segments have no entry there.
-_SNOMED_TYPE = {"SN": ("70007007", "Substantia nigra")}
-_SNOMED_SIDE = {"left": ("7771000", "Left"), "right": ("24028007", "Right")}
-_ANATOMICAL_STRUCTURE = "SCT^123037004^Anatomical Structure"
+#: The module's terminology file (DICOM segment context JSON, as Slicer's own .term.json files).
+TERMINOLOGY_FILE = (Path(__file__).resolve().parents[1] / "Resources" / "Terminology"
+                    / "SegmentationCategoryTypeModifier-DBSTargeting.term.json")
 
 
-def terminology_entry(structure) -> str:
-    """Slicer terminology string for a structure, or "" when no standard code exists."""
-    if structure.nucleus not in _SNOMED_TYPE:
-        return ""
-    type_code, type_meaning = _SNOMED_TYPE[structure.nucleus]
-    side_code, side_meaning = _SNOMED_SIDE[structure.side]
-    return (
-        "Segmentation category and type - 3D Slicer General Anatomy list"
-        f"~{_ANATOMICAL_STRUCTURE}~SCT^{type_code}^{type_meaning}~SCT^{side_code}^{side_meaning}"
-        "~Anatomic codes - DICOM master list~^^~^^"
-    )
+@lru_cache(maxsize=None)
+def _terminology_document(path: str) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def terminology_context_name(path=TERMINOLOGY_FILE) -> str:
+    return _terminology_document(str(path))["SegmentationCategoryTypeContextName"]
+
+
+_NUCLEUS_LABELS = {"STN": "subthalamic nucleus", "RN": "red nucleus", "SN": "substantia nigra",
+                   "GPi": "internal globus pallidus", "GPe": "external globus pallidus"}
+
+
+def terminology_label(structure) -> str:
+    """The ``3dSlicerLabel`` of a structure in the terminology file, e.g. "left subthalamic nucleus"."""
+    return f"{structure.side} {_NUCLEUS_LABELS[structure.nucleus]}"
+
+
+def load_terminology(terminology_logic, path=TERMINOLOGY_FILE) -> str:
+    """Load the module's terminology file into Slicer's terminology logic (once); returns its context name."""
+    name = terminology_context_name(path)
+    loaded = vtk.vtkStringArray()
+    terminology_logic.GetLoadedTerminologyNames(loaded)
+    if name not in {loaded.GetValue(n) for n in range(loaded.GetNumberOfValues())}:
+        if terminology_logic.LoadTerminologyFromFile(str(path)) != name:
+            raise DBSInputError(f"the terminology file {Path(path).name} could not be loaded")
+    return name
+
+
+def terminology_entry(structure, terminology_logic=None) -> str:
+    """Serialized terminology entry of a structure (category, type, laterality; no anatomic context).
+
+    With Slicer's terminology logic the entry is looked up in the loaded file and serialized by the logic;
+    without one (bare scenes) it is written from the file directly, in the same format."""
+    label = terminology_label(structure)
+    context = terminology_context_name()
+    if terminology_logic is not None:
+        from slicer import vtkSlicerTerminologyEntry
+
+        load_terminology(terminology_logic)
+        entry = vtkSlicerTerminologyEntry()
+        if not terminology_logic.FindTypeInTerminologyBy3dSlicerLabel(context, label, entry):
+            raise DBSInputError(f"'{label}' is not in the terminology '{context}'")
+        return terminology_logic.SerializeTerminologyEntry(entry)
+    category = _terminology_document(str(TERMINOLOGY_FILE))["SegmentationCodes"]["Category"][0]
+    for entry_type in category["Type"]:
+        for modifier in entry_type.get("Modifier", []):
+            if modifier["3dSlicerLabel"] == label:
+                code = "^".join
+                return "~".join([
+                    context,
+                    code([category["CodingSchemeDesignator"], category["CodeValue"], category["CodeMeaning"]]),
+                    code([entry_type["CodingSchemeDesignator"], entry_type["CodeValue"], entry_type["CodeMeaning"]]),
+                    code([modifier["CodingSchemeDesignator"], modifier["CodeValue"], modifier["CodeMeaning"]]),
+                    "", "^^", "^^",
+                ])
+    raise DBSInputError(f"the terminology file has no entry for {structure.name}")
 
 
 def color_table_node(scene):
@@ -57,12 +107,15 @@ def color_table_node(scene):
     return node
 
 
-def segmentation_node_from_labels(scene, labels: Volume, name: str, reference_volume_node=None):
-    """A new segmentation node with one segment per structure present in ``labels``.
+def segmentation_node_from_labels(scene, labels: Volume, name: str, reference_volume_node=None, node=None,
+                                  terminology_logic=None):
+    """A segmentation node with one segment per structure present in ``labels``: ``node`` when given
+    (its segments are replaced: an output segmentation reused on re-run), else a new node ``name``.
 
-    Segment names are the structure names (``STN_left`` …), colours those of the label table;
-    the segmentation's geometry is the label map's own grid. ``reference_volume_node`` (the MRI) is
-    set as the segmentation's reference geometry node when given. Unknown codes raise.
+    Segment names are the structure names (``STN_left`` …), colours those of the label table, each
+    with its terminology entry; the segmentation's geometry is the label map's own grid.
+    ``reference_volume_node`` (the MRI) is set as the segmentation's reference geometry node when
+    given. Unknown codes raise, before anything changes.
     """
     from slicer import vtkSlicerSegmentationsModuleLogic
 
@@ -73,11 +126,17 @@ def segmentation_node_from_labels(scene, labels: Volume, name: str, reference_vo
     label_node = volume_node_from_volume(scene, labels.with_array(labels.array.astype(np.uint8)), f"{name} labels", label_map=True)
     try:
         label_node.GetDisplayNode().SetAndObserveColorNodeID(color_table_node(scene).GetID())
-        node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
-        node.CreateDefaultDisplayNodes()
+        created = node is None
+        if created:
+            node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+        else:
+            node.GetSegmentation().RemoveAllSegments()
+        if node.GetDisplayNode() is None:
+            node.CreateDefaultDisplayNodes()
         if not vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(label_node, node, ""):
-            remove_node(scene, node)
-            raise DBSInputError(f"the label map could not be imported into segmentation '{name}'")
+            if created:
+                remove_node(scene, node)
+            raise DBSInputError(f"the label map could not be imported into segmentation '{node.GetName()}'")
     finally:
         remove_node(scene, label_node)
     segmentation = node.GetSegmentation()
@@ -86,9 +145,7 @@ def segmentation_node_from_labels(scene, labels: Volume, name: str, reference_vo
         structure = label_codes.BY_CODE[segment.GetLabelValue()]
         segment.SetName(structure.name)
         segment.SetColor(*(c / 255.0 for c in structure.colour_rgb))
-        entry = terminology_entry(structure)
-        if entry:
-            segment.SetTerminology(entry)
+        set_segment_terminology(segment, terminology_entry(structure, terminology_logic))
     if reference_volume_node is not None:
         node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume_node)
     return node
@@ -117,15 +174,22 @@ def labels_from_segmentation_node(scene, node, reference_volume_node) -> Volume:
                 f"segment '{name}' of '{node.GetName()}' is not one of {', '.join(label_codes.BY_NAME)}"
             )
         segment_ids.InsertNextValue(segmentation.GetNthSegmentID(n))
+    colour_table = color_table_node(scene)
+    tables_before = {table.GetID() for table in _nodes(scene, "vtkMRMLColorTableNode")}
     label_node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", f"{node.GetName()} export")
     try:
         if not vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
-            node, segment_ids, label_node, reference_volume_node, 0, color_table_node(scene)
+            node, segment_ids, label_node, reference_volume_node, 0, colour_table
         ):
             raise DBSInputError(f"segmentation '{node.GetName()}' could not be exported to a label map")
         return volume_from_volume_node(label_node)
     finally:
         remove_node(scene, label_node)
+        # The export makes a colour table ("<segmentation>_ColorTable") for the temporary label map: it goes too,
+        # or every plan would leave one behind.
+        for table in _nodes(scene, "vtkMRMLColorTableNode"):
+            if table.GetID() not in tables_before:
+                remove_node(scene, table)
 
 
 def show_closed_surfaces(node) -> None:

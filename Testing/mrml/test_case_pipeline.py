@@ -60,8 +60,10 @@ FAKE_SEGMENT = textwrap.dedent(
     labels = read_volume(os.environ["FAKE_LABELS"])
     assert labels.array.shape == mri.array.shape
     write_volume(labels, args.output)
+    if os.environ.get("FAKE_UNCERTAINTY"):  # the map issue #10 adds: <labels stem>_uncertainty beside the labels
+        write_volume(read_volume(os.environ["FAKE_UNCERTAINTY"]), args.output.replace(".nii.gz", "_uncertainty.nii.gz"))
     with open(args.json + ".tmp", "w") as handle:
-        json.dump({"structures": []}, handle)
+        json.dump(json.loads(os.environ.get("FAKE_REPORT", '{"structures": []}')), handle)
     os.replace(args.json + ".tmp", args.json)
     print("PROGRESS 1.00 done", flush=True)
     """
@@ -169,8 +171,12 @@ def test_case_in_the_scene_saved_and_reloaded_within_0_01_mm_of_plan_json(mrml, 
 
     segments = segmentation_nodes.segment_names_and_colours(node(case_pipeline.SEGMENTATION_NODE))
     assert {"STN_left", "STN_right", "RN_left", "RN_right"} <= set(segments)
-    for name in segments:
-        assert node(name).IsA("vtkMRMLModelNode")
+    for name in segments:  # one 3D representation per structure: the closed surface, no exported model
+        assert scene.GetFirstNodeByName(name) is None, name
+    assert node(case_pipeline.SEGMENTATION_NODE).GetDisplayNode().GetPreferredDisplayRepresentationName3D() == "Closed surface"
+    transform = node("L STN" + plan_nodes.TRANSFORM_SUFFIX)
+    np.testing.assert_allclose(transform.GetMatrixTransformToParent().GetElement(0, 3),
+                               written["trajectories"][0]["target_ras"][0], atol=TOLERANCE_MM)
     targets = markups_points_from_node(node(plan_nodes.TARGETS_NODE))
     rows = {row["Point"]: row for row in plan_nodes.table_rows(node(plan_nodes.TABLE_NODE))}
     for trajectory in written["trajectories"]:

@@ -145,8 +145,8 @@ def test_batch_script_writes_a_scene_that_reloads_within_0_01_mm_of_plan_json(mo
     reloaded = make_mrml()
     scene_files.load_mrb(reloaded.scene, tmp_path / "out" / "Sample_1.mrb")
     scene = reloaded.scene
-    for name in ("MRI", "Landmarks", "Structures", "STN_left", plan_nodes.TARGETS_NODE, plan_nodes.INDIRECT_NODE,
-                 plan_nodes.TABLE_NODE, "L STN trajectory", "R STN trajectory"):
+    for name in ("MRI", "Landmarks", "Structures", plan_nodes.TARGETS_NODE, plan_nodes.INDIRECT_NODE,
+                 plan_nodes.TABLE_NODE, "L STN trajectory", "R STN trajectory", "L STN trajectory transform"):
         node = scene.GetFirstNodeByName(name)
         assert node is not None, name
         assert subject_hierarchy.folder_of(scene, node) == "Sample 1", name

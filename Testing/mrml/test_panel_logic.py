@@ -1,13 +1,7 @@
-"""Pure-Python parts of the module panel: button states with their reasons, and dependency handling
-(never installs without consent, never in batch mode, clear messages when offline or failing)."""
+"""Pure-Python parts of the module panel: button states with their reasons (dependency handling:
+test_dependencies.py)."""
 from __future__ import annotations
 
-import pytest
-from DBSTargetingLib.dependencies import (
-    MissingDependencies,
-    ensure_packages,
-    missing_packages,
-)
 from DBSTargetingLib.widget_state import PanelInputs, button_states
 
 
@@ -65,65 +59,3 @@ def test_one_background_process_at_a_time():
     assert not running_segmentation["postop_cancel"].enabled
     assert "No post-operative evaluation is running" in running_segmentation["postop_cancel"].tooltip
 
-
-def _finder(present):
-    return lambda name: object() if name in present else None
-
-
-def test_nothing_happens_when_everything_is_there():
-    calls = []
-    ensure_packages(needs_torch=True, confirm=calls.append, pip_install=calls.append,
-                    find_spec=_finder({"torch", "scipy", "skimage", "SimpleITK"}))
-    assert calls == []
-
-
-def test_missing_torch_points_to_the_pytorch_extension_and_never_pip():
-    calls = []
-    with pytest.raises(MissingDependencies, match="PyTorch extension"):
-        ensure_packages(needs_torch=True, confirm=lambda q: True, pip_install=calls.append,
-                        find_spec=_finder({"scipy", "skimage", "SimpleITK"}))
-    assert calls == []
-
-
-def test_batch_mode_never_installs():
-    calls = []
-    with pytest.raises(MissingDependencies, match=r"slicer.util.pip_install\('scikit-image>=0.20'\)"):
-        ensure_packages(interactive=False, confirm=lambda q: calls.append(q) or True, pip_install=calls.append,
-                        find_spec=_finder({"scipy", "SimpleITK"}))
-    assert calls == []
-
-
-def test_install_only_after_consent():
-    installed = []
-    with pytest.raises(MissingDependencies, match="Not installed"):
-        ensure_packages(confirm=lambda q: False, pip_install=installed.append, find_spec=_finder({"SimpleITK"}))
-    assert installed == []
-
-    present = {"SimpleITK"}
-
-    def install(requirements):
-        installed.append(requirements)
-        present.update({"scipy", "skimage"})
-
-    ensure_packages(confirm=lambda q: "scipy>=1.9 scikit-image>=0.20" in q, pip_install=install, find_spec=lambda n: object() if n in present else None)
-    assert installed == ["scipy>=1.9 scikit-image>=0.20"]
-
-
-def test_failed_install_says_offline_and_restart():
-    def offline(requirements):
-        raise OSError("Could not reach pypi.org")
-
-    with pytest.raises(MissingDependencies, match="offline") as caught:
-        ensure_packages(confirm=lambda q: True, pip_install=offline, find_spec=_finder(set()))
-    assert "Could not reach pypi.org" in str(caught.value) and "restart" in str(caught.value)
-
-
-def test_matplotlib_is_asked_for_only_by_the_steps_that_draw_figures():
-    present = _finder({"scipy", "skimage", "SimpleITK"})
-    ensure_packages(interactive=False, find_spec=present)  # segmentation and planning: no figures
-    with pytest.raises(MissingDependencies, match=r"slicer.util.pip_install\('matplotlib>=3.6'\)"):
-        ensure_packages(interactive=False, find_spec=present, needs_figures=True)
-
-
-def test_missing_packages_lists_torch_first():
-    assert missing_packages(needs_torch=True, find_spec=_finder(set()))[0] == "torch"

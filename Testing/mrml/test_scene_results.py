@@ -8,12 +8,14 @@ import math
 
 import numpy as np
 import pytest
+import vtk
 
 slicer = pytest.importorskip("slicer", reason="needs the slicer-core package: run Testing/mrml/run_mrml_tests.sh")
 from DBSTargetingLib import (  # noqa: E402
     plan_nodes,
     scene_files,
     segmentation_nodes,
+    slicer_compat,
     subject_hierarchy,
 )
 from DBSTargetingLib.mrml_glue import markups_points_from_node, volume_node_from_volume  # noqa: E402
@@ -97,20 +99,45 @@ def test_label_map_becomes_named_coloured_segments(mrml):
     assert node.GetDisplayNode() is not None
 
 
-def test_standard_terminology_where_one_exists(mrml):
-    node = segmentation_nodes.segmentation_node_from_labels(mrml.scene, synthetic_labels(), "Structures")
-    segmentation = node.GetSegmentation()
+#: FMA identifiers checked against the structures' Wikipedia infoboxes and UBERON's cross-references (EBI OLS).
+FMA_CODES = {"STN": "62035", "RN": "62407", "SN": "67947", "GPi": "61840", "GPe": "61839"}
 
-    sn_left = segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName("SN_left"))
-    entry = slicer.vtkSlicerTerminologyEntry()
-    assert slicer.vtkSlicerTerminologiesModuleLogic.DeserializeTerminologyEntry(sn_left.GetTerminology(), entry)
-    assert entry.GetTypeObject().GetCodeValue() == "70007007"  # SNOMED CT substantia nigra
-    assert entry.GetTypeObject().GetCodingSchemeDesignator() == "SCT"
-    assert entry.GetTypeModifierObject().GetCodeMeaning() == "Left"
-    sn_right = segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName("SN_right"))
-    assert "24028007^Right" in sn_right.GetTerminology()
-    stn = segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName("STN_left"))
-    assert "70007007" not in stn.GetTerminology()  # no standard code for the STN: no claim of one
+
+def test_every_structure_carries_its_terminology_from_the_module_file(mrml):
+    """Issue #12 item 4: the .term.json file, loaded by Slicer's own terminology logic, codes each structure
+    (FMA type, SCT laterality); the entry written without the logic (bare scenes) is the logic's own."""
+    terminology_logic = slicer.vtkSlicerTerminologiesModuleLogic()
+    with_logic = segmentation_nodes.segmentation_node_from_labels(mrml.scene, synthetic_labels(), "With logic",
+                                                                  terminology_logic=terminology_logic)
+    without_logic = segmentation_nodes.segmentation_node_from_labels(mrml.scene, synthetic_labels(), "Without logic")
+    names = vtk.vtkStringArray()
+    terminology_logic.GetLoadedTerminologyNames(names)
+    assert segmentation_nodes.terminology_context_name() in [names.GetValue(n) for n in range(names.GetNumberOfValues())]
+
+    for node in (with_logic, without_logic):
+        segmentation = node.GetSegmentation()
+        for n in range(segmentation.GetNumberOfSegments()):
+            segment = segmentation.GetNthSegment(n)
+            structure = label_codes.BY_NAME[segment.GetName()]
+            entry = slicer.vtkSlicerTerminologyEntry()
+            assert terminology_logic.DeserializeTerminologyEntry(slicer_compat.segment_terminology(segment), entry)
+            assert entry.GetCategoryObject().GetCodeValue() == "123037004"  # SCT Anatomical Structure
+            assert (entry.GetTypeObject().GetCodingSchemeDesignator(), entry.GetTypeObject().GetCodeValue()) == \
+                ("FMA", FMA_CODES[structure.nucleus]), segment.GetName()
+            assert entry.GetTypeModifierObject().GetCodeValue() == {"left": "7771000", "right": "24028007"}[structure.side]
+    for n in range(with_logic.GetSegmentation().GetNumberOfSegments()):
+        assert (slicer_compat.segment_terminology(with_logic.GetSegmentation().GetNthSegment(n))
+                == slicer_compat.segment_terminology(without_logic.GetSegmentation().GetNthSegment(n)))
+
+
+def test_terminology_file_matches_the_label_table():
+    document = json.loads(segmentation_nodes.TERMINOLOGY_FILE.read_text())
+    types = document["SegmentationCodes"]["Category"][0]["Type"]
+    colours = {modifier["3dSlicerLabel"]: tuple(modifier["recommendedDisplayRGBValue"])
+               for entry_type in types for modifier in entry_type["Modifier"]}
+    assert len(colours) == len(label_codes.STRUCTURES) == 10
+    for structure in label_codes.STRUCTURES:
+        assert colours[segmentation_nodes.terminology_label(structure)] == tuple(structure.colour_rgb), structure.name
 
 
 def test_segmentation_back_to_label_map_is_voxel_exact_on_the_reference_grid(mrml):

@@ -63,7 +63,7 @@ def run(args, scene, logic, pipeline) -> int:
             raise DBSInputError("--preop-ct and --lead-model are used only with --ct (post-operative evaluation)")
         settings = pipeline.PlanSettings(target_kind=args.target, mounting=args.mounting,
                                          d_ratio=args.d_ratio, e_ratio=args.e_ratio)
-        logic.ensureDependencies(interactive=False, needsTorch=not args.labels, needsFigures=bool(args.ct))
+        logic.ensureDependencies(interactive=False, needsTorch=not args.labels)
         folder = case_folder(scene, args.case)
         mri_node = volume_node_from_volume(scene, read_volume(args.mri), "MRI")
         place_in_folder(scene, mri_node, folder)
@@ -78,7 +78,7 @@ def run(args, scene, logic, pipeline) -> int:
         else:
             segmentation = logic.segment(mri_node, landmarks_node, args.device, args.case,
                                          onLine=lambda line: print(line.text, flush=True))
-        plan = logic.planCase(mri_node, segmentation, landmarks_node, settings, args.case)
+        plan = logic.planCase(mri_node, segmentation, landmarks_node, settings, args.case, allowRegistration=True)
         plan["mri"] = str(args.mri)
         print(logic.casePlanText(plan), flush=True)
         postop = None
