@@ -4,8 +4,9 @@
 
 Each case is a synthetic frame CT or MRI (DBSSegmentationLogic.simulation.frame_ct: head phantom inside
 the Leksell G localizer preset, rods with partial volume, thick slices, noise, speckles, metal pins)
-under a known pose, written as NIfTI; in the last two cases the rods are drawn 0.25 mm (SD per axis and
-end) off the nominal geometry the registration uses, as a real localizer's tolerance would put them. The command runs in its own process (as the Slicer module runs
+under a known pose, written as NIfTI. Beyond the issue's cases, two configurations (three seeds each) draw
+the rods 0.25 mm (SD per axis and end) off the nominal geometry the registration uses, as a real
+localizer's manufacturing or mounting tolerance would put them. The command runs in its own process (as the Slicer module runs
 it); from its frame_registration.json the benchmark takes ``image_to_frame_ras`` and the fiducial
 table, and compares them with the truth:
 
@@ -51,6 +52,8 @@ SHIFT = (4.0, -6.0, 7.0)
 CASES = [
     ("CT 0.49 mm px (512²), 1 mm slices, tilt 10° about R", dict(in_plane_mm=250 / 512, slice_mm=1.0,
                                                                    tilt_deg=(10, 0, 0), fov_mm=(250, 250))),
+    ("CT 0.49 mm px (512²), 0.6 mm slices, tilt (4, -3, 2)° (the largest grid)",
+     dict(in_plane_mm=250 / 512, slice_mm=0.6, tilt_deg=(4, -3, 2), fov_mm=(250, 250), s_range_mm=(-70, 80))),
     ("CT 1 mm px, 1 mm slices, tilt 10° about A, anterior plate missing",
      dict(in_plane_mm=1.0, slice_mm=1.0, tilt_deg=(0, 10, 0), missing_plates=("anterior",))),
     ("CT 1 mm px, 2 mm slices, tilt (6, -6, 4)°", dict(in_plane_mm=1.0, slice_mm=2.0, tilt_deg=(6, -6, 4))),
@@ -66,12 +69,17 @@ CASES = [
                                                        tilt_deg=(5, 5, 5))),
     ("MRI 1.5 mm px, 3 mm slices, tilt (-8, 3, 0)°, noise x2", dict(modality="mri", in_plane_mm=1.5, slice_mm=3.0,
                                                                     tilt_deg=(-8, 3, 0), noise=2.0)),
-    ("CT 1 mm px, 2 mm slices, tilt (6, -6, 4)°, rods built 0.25 mm off the geometry (SD per axis per end)",
+    ("MRI 1.5 mm px, 2 mm slices, 4 mm rods (geometry says 2 mm), tilt (5, -3, 2)°",
+     dict(modality="mri", in_plane_mm=1.5, slice_mm=2.0, tilt_deg=(5, -3, 2), rod_diameter_mm=4.0)),
+]
+#: Beyond the issue's cases: the rods drawn 0.25 mm (SD per axis and end) off the nominal geometry.
+TOLERANCE_CASES = [
+    ("CT 1 mm px, 2 mm slices, tilt (6, -6, 4)°, rods built 0.25 mm off the geometry",
      dict(in_plane_mm=1.0, slice_mm=2.0, tilt_deg=(6, -6, 4), rod_error_mm=0.25)),
     ("CT 1 mm px, 1 mm slices, tilt 10° about R, anterior plate missing, rods 0.25 mm off",
      dict(in_plane_mm=1.0, slice_mm=1.0, tilt_deg=(10, 0, 0), missing_plates=("anterior",), rod_error_mm=0.25)),
 ]
-QUICK = {0, 2, 3, 7, 9}
+QUICK = {0, 3, 4, 8, 11, 12}
 
 
 def run_command(image: Path, localizer: str, out: Path) -> tuple[int, float, str]:
@@ -120,15 +128,20 @@ def main() -> int:
     rows, refusals = [], []
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        for index, (name, options) in enumerate(CASES):
+        runs = [(index, name, options, index) for index, (name, options) in enumerate(CASES)]
+        # Rods built off the geometry: three seeds of each, as the error depends on the draw.
+        runs += [(index, name + f" (seed {seed})", options, seed) for index, (name, options) in enumerate(TOLERANCE_CASES,
+                                                                                                      len(CASES))
+                 for seed in (0, 1, 2)]
+        for index, name, options, seed in runs:
             if args.quick and index not in QUICK:
                 continue
-            simulated = make_frame_image(GEOMETRY, translation_mm=SHIFT, speckles=300, seed=index, **options)
+            simulated = make_frame_image(GEOMETRY, translation_mm=SHIFT, speckles=300, seed=seed, **options)
             image = write_volume(simulated.volume, folder / f"case{index}.nii.gz")
             out = folder / f"out{index}"
             code, seconds, error = run_command(image, "leksell-g", out)
             row = {"case": name, "shape_kji": list(simulated.volume.array.shape), "exit": code,
-                   "seconds": round(seconds, 2)}
+                   "seconds": round(seconds, 2), "issue_target_case": index < len(CASES)}
             if code == 0:
                 report = json.loads((out / "frame_registration.json").read_text(encoding="utf-8"))
                 worst, mean = transform_error_mm(np.array(report["image_to_frame_ras"]), simulated.image_to_frame_ras)
@@ -184,9 +197,16 @@ def main() -> int:
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps({"hardware": hardware, "cases": rows, "refusals": refusals}, indent=2) + "\n",
                             encoding="utf-8")
-    ok = all(row["exit"] == 0 and row["error_max_mm"] <= 0.3 and abs(row["rms_reported_mm"] - row["rms_truth_mm"]) <= 0.1
-             and row["seconds"] <= 30 for row in rows) and all(r["exit"] == 2 and r["stderr_lines"] == 1 for r in refusals)
-    print(f"\nall targets met: {ok}")
+    def met(row):
+        return (row["exit"] == 0 and row["error_max_mm"] <= 0.3 and abs(row["rms_reported_mm"] - row["rms_truth_mm"]) <= 0.1
+                and row["seconds"] <= 30)
+
+    ok = all(met(row) for row in rows if row["issue_target_case"]) and all(
+        r["exit"] == 2 and r["stderr_lines"] == 1 for r in refusals)
+    print(f"\nissue-14 targets met on its cases (and the refusals): {ok}")
+    print("targets met on the rods-off-geometry cases: "
+          f"{sum(met(row) for row in rows if not row['issue_target_case'])} of "
+          f"{sum(not row['issue_target_case'] for row in rows)}")
     return 0 if ok else 1
 
 
