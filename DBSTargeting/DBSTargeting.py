@@ -29,6 +29,11 @@ from DBSTargetingLib import (  # noqa: E402  (after the logic package became imp
     postop_nodes,
     slicer_compat,
 )
+from DBSTargetingLib.frame_registration_job import (  # noqa: E402
+    DEFAULT_LOCALIZER,
+    FrameRegistrationJob,
+    localizer_presets,
+)
 from DBSTargetingLib.postop_job import PostopJob  # noqa: E402
 from DBSTargetingLib.segmentation_job import DEVICES, SegmentationJob  # noqa: E402
 from DBSTargetingLib.widget_state import PanelInputs, button_states  # noqa: E402
@@ -82,6 +87,8 @@ registration the virtual frame is used: AC-PC aligned, with the mid-commissural 
 (100, 100, 100); with an <b>image-to-frame transform</b> (a linear transform from a frame registration that
 moves the MRI into the frame) Leksell coordinates, ring and arc are those of the real frame. Each trajectory
 is also a transform: <i>Reslice</i> shows the probe's-eye view in the red slice view.
+<b>Frame registration</b> (optional) finds the localizer in a frame CT or MRI in a background process and
+makes that transform ("Image to frame") with a table of the fiducial residuals.
 <br><br>
 For frame settings of a hand-placed trajectory, label the control points <b>AC</b>, <b>PC</b>,
 <b>midline</b> (a point of the midsagittal plane above the AC-PC line), <b>target</b> and <b>entry</b>,
@@ -119,6 +126,8 @@ class DBSTargetingParameterNode:
     imageToFrameTransform - optional linear transform from a frame registration that moves the MRI into the
         frame (its "to parent" matrix maps image RAS to frame RAS); empty: the virtual AC-PC frame.
     showUncertainty - overlay the segmentation's uncertainty map on the slice views when it exists.
+    frameImage, frameLocalizer - the frame CT or MRI (with the localizer) and the localizer geometry of the
+        frame registration, whose result becomes imageToFrameTransform.
     targetKind, useCustomRatios, dRatio, eRatio - the direct target and the Bejjani ratios.
     mounting - arc mounting of the Leksell frame, which sets how ring and arc are read.
     device - where the network runs (auto: GPU when there is one).
@@ -135,6 +144,8 @@ class DBSTargetingParameterNode:
     outputSegmentation: vtkMRMLSegmentationNode
     imageToFrameTransform: vtkMRMLLinearTransformNode
     showUncertainty: bool = True
+    frameImage: vtkMRMLScalarVolumeNode
+    frameLocalizer: Annotated[str, Choice(localizer_presets())] = DEFAULT_LOCALIZER
     targetKind: Annotated[str, Choice(list(TARGET_KINDS))] = "stn"
     useCustomRatios: bool = False
     dRatio: float = 0.1  # 20:2
@@ -180,6 +191,9 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._lastPlan = None
         self._pollTimer = None
         self._postopPollTimer = None
+        self._frameJob = None  # the running FrameRegistrationJob
+        self._frameInputs = None
+        self._framePollTimer = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -203,6 +217,8 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.postopButton.connect("clicked(bool)", self.onPostopButton)
         self.ui.postopCancelButton.connect("clicked(bool)", self.onPostopCancelButton)
         self.ui.resliceButton.connect("clicked(bool)", self.onResliceButton)
+        self.ui.frameRegisterButton.connect("clicked(bool)", self.onFrameRegisterButton)
+        self.ui.frameCancelButton.connect("clicked(bool)", self.onFrameCancelButton)
 
         self._pollTimer = qt.QTimer()
         self._pollTimer.setInterval(self.POLL_INTERVAL_MS)
@@ -210,15 +226,18 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._postopPollTimer = qt.QTimer()
         self._postopPollTimer.setInterval(self.POLL_INTERVAL_MS)
         self._postopPollTimer.connect("timeout()", self._pollPostop)
+        self._framePollTimer = qt.QTimer()
+        self._framePollTimer.setInterval(self.POLL_INTERVAL_MS)
+        self._framePollTimer.connect("timeout()", self._pollFrameRegistration)
 
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
-        for job in (self._job, self._postopJob):
+        for job in (self._job, self._postopJob, self._frameJob):
             if job is not None:
                 job.cancel()
-        self._job = self._postopJob = None
-        for timer in (self._pollTimer, self._postopPollTimer):
+        self._job = self._postopJob = self._frameJob = None
+        for timer in (self._pollTimer, self._postopPollTimer, self._framePollTimer):
             if timer is not None:
                 timer.stop()
         self.removeObservers()
@@ -239,6 +258,8 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.onCancelButton()
         if self._postopJob is not None:
             self.onPostopCancelButton()
+        if self._frameJob is not None:
+            self.onFrameCancelButton()
         self._lastPlan = None
         self.setParameterNode(None)
 
@@ -310,6 +331,13 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for name, state in button_states(inputs).items():
             buttons[name].enabled = state.enabled
             buttons[name].toolTip = state.tooltip
+        frameRunning = self._frameJob is not None
+        self.ui.frameRegisterButton.enabled = bool(node and node.frameImage) and not frameRunning
+        self.ui.frameRegisterButton.toolTip = (
+            "Wait for the running frame registration, or cancel it." if frameRunning else
+            "Find the localizer's rods and fit the image-to-frame transform, in a background process."
+            if node and node.frameImage else "Select the frame CT or MRI (with the localizer) first.")
+        self.ui.frameCancelButton.enabled = frameRunning
         custom = bool(node and node.useCustomRatios and node.targetKind != "gpi")
         self.ui.dRatioSpinBox.enabled = custom
         self.ui.eRatioSpinBox.enabled = custom
@@ -511,6 +539,59 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.postopLogTextEdit.appendPlainText("Cancelled: the scene is unchanged.")
         self._updateButtons()
 
+    # --- frame registration ------------------------------------------------------------------------
+
+    def onFrameRegisterButton(self) -> None:
+        node = self._parameterNode
+        self.ui.frameLogTextEdit.clear()
+        self.ui.frameProgressBar.value = 0
+        try:
+            with slicer.util.tryWithErrorDisplay("Cannot start the frame registration.", waitCursor=True):
+                self.logic.ensureDependencies(interactive=True, needsTorch=False)
+                self._frameJob = self.logic.startFrameRegistration(node.frameImage, node.frameLocalizer)
+        except Exception:  # shown by tryWithErrorDisplay
+            self._frameJob = None
+            return
+        self._frameInputs = (node.caseName, node.imageToFrameTransform)
+        self.ui.frameLogTextEdit.appendPlainText(f"Started: {' '.join(self._frameJob.runner.command[:4])} …")
+        self._framePollTimer.start()
+        self._updateButtons()
+
+    def _pollFrameRegistration(self) -> None:
+        job = self._frameJob
+        if job is None:
+            self._framePollTimer.stop()
+            return
+        if not self._showJobOutput(job, self.ui.frameProgressBar, self.ui.frameLogTextEdit):
+            return
+        self._framePollTimer.stop()
+        self._frameJob = None
+        caseName, transformNode = self._frameInputs
+        try:
+            if job.result.succeeded:
+                with slicer.util.tryWithErrorDisplay("Failed to show the frame registration.", waitCursor=True):
+                    nodes = self.logic.finishFrameRegistration(job, caseName, transformNode)
+                    self._parameterNode.imageToFrameTransform = nodes["transform"]
+                    self.ui.frameLogTextEdit.appendPlainText(nodes["table"].GetDescription())
+            else:
+                self.ui.frameLogTextEdit.appendPlainText(f"Frame registration {job.result.status}: {job.result.reason}")
+                if not job.result.cancelled:
+                    slicer.util.errorDisplay(f"Frame registration failed: {job.result.reason}")
+        finally:
+            job.cleanup()
+            self._updateButtons()
+
+    def onFrameCancelButton(self) -> None:
+        job = self._frameJob
+        if job is None:
+            return
+        self._framePollTimer.stop()
+        job.cancel()
+        self._frameJob = None
+        self.ui.frameProgressBar.value = 0
+        self.ui.frameLogTextEdit.appendPlainText("Cancelled: the scene is unchanged.")
+        self._updateButtons()
+
     def onResliceButton(self) -> None:
         """Probe's-eye view: the red slice view perpendicular to the selected trajectory, at its target."""
         with slicer.util.tryWithErrorDisplay("Cannot reslice along the trajectory.", waitCursor=True):
@@ -650,6 +731,35 @@ class DBSTargetingLogic(ScriptedLoadableModuleLogic):
             plan["frame_source"] = f"transform node '{imageToFrameTransform.GetName()}'"
         case_pipeline.plan_to_scene(slicer.mrmlScene, caseName, plan)
         return plan
+
+    def startFrameRegistration(self, imageNode, localizer: str = DEFAULT_LOCALIZER, command=None) -> FrameRegistrationJob:
+        """Start ``frame-register`` on a frame CT or MRI in a child process and return the job at once:
+        poll it, then call :meth:`finishFrameRegistration`; or ``job.cancel()``."""
+        if imageNode is None:
+            raise DBSInputError("select the frame CT or MRI (with the localizer) first")
+        job = FrameRegistrationJob(mrml_glue.volume_from_volume_node(imageNode), localizer,
+                                   python_executable=self.pythonExecutable(), command=command)
+        logging.info("Registering the %s localizer on '%s' in a child process", localizer, imageNode.GetName())
+        return job.start()
+
+    def finishFrameRegistration(self, job: FrameRegistrationJob, caseName: str = "Case", transformNode=None) -> dict:
+        """The transform "Image to frame" (the real-frame input of planning and post-op) and the residual
+        table from a succeeded job. Returns ``{"transform", "table"}``."""
+        try:
+            report = job.outputs()
+        finally:
+            job.cleanup()
+        return case_pipeline.frame_registration_to_scene(slicer.mrmlScene, caseName, report, transformNode)
+
+    def frameRegistration(self, imageNode, localizer: str = DEFAULT_LOCALIZER, caseName: str = "Case", onLine=None,
+                          command=None) -> dict:
+        """Blocking frame registration (batch, tests): ``{"transform", "table"}``; raises on failure."""
+        job = self.startFrameRegistration(imageNode, localizer, command=command)
+        try:
+            job.wait(on_line=onLine)
+            return self.finishFrameRegistration(job, caseName)
+        finally:
+            job.cleanup()
 
     def startPostop(self, mriNode, ctNode, plan: dict, preopCTNode=None, leadModel: Optional[str] = None,
                     sources=None, command=None) -> PostopJob:

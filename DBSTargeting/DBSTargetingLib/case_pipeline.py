@@ -23,6 +23,7 @@ from .mrml_glue import (
     update_volume_node,
     volume_from_volume_node,
     volume_node_from_volume,
+    vtk_matrix_from_array,
 )
 from .postop_job import PostopJob
 from .segmentation_job import SegmentationJob
@@ -277,3 +278,61 @@ def save_case(scene, plan: dict, out_dir, case_name: str, postop: Optional[dict]
 def _file_name(case_name: str) -> str:
     cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in case_name).strip("._")
     return cleaned or "case"
+
+
+FRAME_TRANSFORM_NODE = "Image to frame"
+FRAME_TABLE_NODE = "Frame registration residuals"
+FRAME_ROLE = "frame registration"
+FRAME_REPORT_ATTRIBUTE = "DBSTargeting.frameRegistration"
+FRAME_COLUMNS = (
+    ("N-localizer", "string"), ("Rod", "string"), ("Kind", "string"), ("Slice", "double"),
+    ("R (mm)", "double"), ("A (mm)", "double"), ("S (mm)", "double"),
+    ("Leksell X (mm)", "double"), ("Leksell Y (mm)", "double"), ("Leksell Z (mm)", "double"),
+    ("Residual (mm)", "double"),
+)
+
+
+def frame_registration_rows(report: dict) -> list[dict]:
+    """One row per fiducial of ``frame_registration.json``: where it was found and its residual."""
+    rows = []
+    for fiducial in report.get("fiducials", []):
+        values = [fiducial.get("n_localizer", ""), fiducial.get("rod", ""), fiducial.get("kind", ""),
+                  fiducial.get("slice"), *fiducial.get("image_ras", [None] * 3),
+                  *fiducial.get("leksell_xyz", [None] * 3), fiducial.get("residual_mm")]
+        rows.append({name: value for (name, _), value in zip(FRAME_COLUMNS, values)})
+    return rows
+
+
+def frame_registration_to_scene(scene, case_name: str, report: dict, transform_node=None) -> dict:
+    """The result of ``frame-register`` in the case folder: the linear transform "Image to frame" (or
+    ``transform_node``; the case's earlier one is updated in place, so what the user placed under it stays)
+    whose "to parent" matrix is the report's ``image_to_frame_ras`` (image RAS -> frame RAS: the image-to-frame
+    input of planning and post-op), and the table "Frame registration residuals" (one row per fiducial;
+    RMS and max in its description), replacing an earlier one. Returns ``{"transform", "table"}``."""
+    import json
+
+    import numpy as np
+
+    from DBSSegmentationLogic.geometry.frame import FrameSpace
+
+    matrix = np.asarray(report["image_to_frame_ras"], float)
+    FrameSpace.from_matrix(matrix, "the frame registration's image-to-frame transform")  # rigid, or refused
+    folder = case_folder(scene, case_name)
+    previous = [node for node in nodes_in_folder(scene, folder) if node.GetAttribute(ROLE_ATTRIBUTE) == FRAME_ROLE]
+    transform = transform_node or next((node for node in previous if node.IsA("vtkMRMLLinearTransformNode")), None)
+    for node in previous:
+        if node is not transform:
+            remove_node(scene, node)
+    if transform is None:
+        transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", FRAME_TRANSFORM_NODE)
+    transform.SetMatrixTransformToParent(vtk_matrix_from_array(matrix))
+    transform.SetAttribute(ROLE_ATTRIBUTE, FRAME_ROLE)
+    summary = (f"{report.get('localizer', 'localizer')}: {report.get('fiducial_count', len(report.get('fiducials', [])))} "
+               f"fiducials, RMS residual {report.get('rms_residual_mm', float('nan')):.2f} mm, "
+               f"max {report.get('max_residual_mm', float('nan')):.2f} mm")
+    transform.SetDescription("moves the image into the stereotactic frame (frame registration); " + summary)
+    place_in_folder(scene, transform, folder)
+    table = plan_nodes.table_node(scene, FRAME_TABLE_NODE, FRAME_COLUMNS, frame_registration_rows(report), folder,
+                                  {FRAME_REPORT_ATTRIBUTE: json.dumps(report), ROLE_ATTRIBUTE: FRAME_ROLE})
+    table.SetDescription(summary + "".join(f"; warning: {w}" for w in report.get("warnings", [])))
+    return {"transform": transform, "table": table}

@@ -11,7 +11,8 @@
 #
 # Known to work (Linux x86_64, CPython 3.11, only PyPI reachable): the pins below. numpy, SimpleITK,
 # scipy and scikit-image are what the planning logic called by the case pipeline needs; jsonschema
-# checks docs/DBSTargeting.json against the Extensions Index schema. A fresh environment (venv + about
+# checks docs/DBSTargeting.json against the Extensions Index schema; matplotlib draws the figure of
+# frame-register, which the module runs in the background. A fresh environment (venv + about
 # 250 MB of wheels + the editable install of this repository) takes about 30 s of wall time on a 2-core
 # machine with a fast link; a reused one starts at once; the tests take well under a minute per release.
 #
@@ -32,6 +33,7 @@ COMMON_PINS=(
   "scipy==1.17.1"
   "scikit-image==0.26.0"
   "jsonschema==4.26.0"
+  "matplotlib==3.11.2"
   "pytest==9.2.0"
 )
 

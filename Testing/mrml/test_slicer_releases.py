@@ -412,3 +412,36 @@ def _synthetic_plan_dict() -> dict:
     from test_scene_results import synthetic_plan
 
     return synthetic_plan()
+
+
+# --- frame registration (issue #14) in the background, into the real-frame input ------------------------
+
+
+def test_frame_registration_job_gives_the_transform_node_and_residual_table(module, mrml, tmp_path):
+    """A synthetic frame CT with a known pose: the background `frame-register` run gives the transform node
+    "Image to frame" that planning reads as the real frame (matching the known pose), and the residual table."""
+    pytest.importorskip("matplotlib", reason="frame-register draws its figure")
+    from DBSSegmentationLogic.frame_registration import load_localizer
+    from DBSSegmentationLogic.frame_registration.rigid_fit import transform_error_mm
+    from DBSSegmentationLogic.simulation.frame_ct import make_frame_image
+
+    frame = make_frame_image(load_localizer("leksell-g"), in_plane_mm=2.0, slice_mm=2.0, tilt_deg=(5.0, -3.0, 2.0),
+                             translation_mm=(4.0, -6.0, 7.0), speckles=300, seed=7)
+    image_node = volume_node_from_volume(mrml.scene, frame.volume, "Frame CT")
+    logic = module.DBSTargetingLogic()
+    progress = []
+
+    nodes = logic.frameRegistration(image_node, "leksell-g", "Sample",
+                                    onLine=lambda line: line.progress and progress.append(line.progress[0]))
+
+    assert progress and progress[-1] == 1.0
+    assert nodes["transform"].GetName() == case_pipeline.FRAME_TRANSFORM_NODE
+    frame_space = logic.frameSpace(nodes["transform"])
+    worst_mm, _ = transform_error_mm(frame_space.image_to_frame_ras, frame.image_to_frame_ras)
+    assert worst_mm < 0.5  # over the ball the transform error is measured on
+    rows = plan_nodes.table_rows(nodes["table"])
+    assert len(rows) > 100 and max(row["Residual (mm)"] for row in rows) < 3.0
+    assert "RMS residual" in nodes["table"].GetDescription()
+    again = logic.frameRegistration(image_node, "leksell-g", "Sample")  # re-run: the same transform, one table
+    assert again["transform"] is nodes["transform"]
+    assert mrml.scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == 1
