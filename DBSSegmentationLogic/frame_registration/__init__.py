@@ -5,4 +5,4 @@ May import ``io`` and ``geometry`` only; the command line lives in ``cli.frame_r
 from .localizer_geometry import PRESETS, LocalizerGeometry, NLocalizer, load_localizer
 from .registration import FrameRegistration, register_frame
 
-__all__ = ["FrameRegistration", "LocalizerGeometry", "NLocalizer", "PRESETS", "load_localizer", "register_frame"]
+__all__ = ["PRESETS", "FrameRegistration", "LocalizerGeometry", "NLocalizer", "load_localizer", "register_frame"]

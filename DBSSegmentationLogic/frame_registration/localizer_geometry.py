@@ -114,7 +114,7 @@ class LocalizerGeometry:
             "rod_diameter_mm": self.rod_diameter_mm,
         }
 
-    def without(self, plate_names) -> "LocalizerGeometry":
+    def without(self, plate_names) -> LocalizerGeometry:
         """The same localizer with the named N-plates removed (e.g. to simulate a missing plate)."""
         keep = tuple(n for n in self.n_localizers if n.name not in set(plate_names))
         rods = {rod: ends for n in keep for rod, ends in n.rods().items()}

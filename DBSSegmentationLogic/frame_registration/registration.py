@@ -12,8 +12,22 @@ from ..geometry.frame import FrameSpace, leksell_from_frame_ras
 from ..io.exceptions import DBSInputError
 from ..io.volumes import Volume
 from .localizer_geometry import LocalizerGeometry
-from .rigid_fit import MAX_RMS_MM, Fiducials, MAX_ROTATION_DEG, MAX_SCALE_DEVIATION, RigidFit, fit_localizer
-from .rod_detection import Dots, SliceStack, detect_dots, find_n_localizers, find_rods, slice_stack
+from .rigid_fit import (
+    MAX_RMS_MM,
+    MAX_ROTATION_DEG,
+    MAX_SCALE_DEVIATION,
+    Fiducials,
+    RigidFit,
+    fit_localizer,
+)
+from .rod_detection import (
+    Dots,
+    SliceStack,
+    detect_dots,
+    find_n_localizers,
+    find_rods,
+    slice_stack,
+)
 
 FORMAT = "dbs-frame-registration/1"
 #: At least this many N-localizers must be found (one N alone leaves the fit ill-conditioned).

@@ -30,7 +30,7 @@ def registration_figure(registration: FrameRegistration, path) -> Path:
     vmax = max(0.5, float(np.percentile(residuals, 99)))
     for axis, (first, second, title) in zip(axes[:2], ((0, 2, "front view (Leksell X, Z)"),
                                                        (1, 2, "side view (Leksell Y, Z)"))):
-        for rod, ends in geometry.rods_leksell().items():
+        for ends in geometry.rods_leksell().values():
             axis.plot(ends[:, first], ends[:, second], color="0.6", linewidth=2.5, zorder=1)
         scatter = axis.scatter(mapped[:, first], mapped[:, second], c=residuals, cmap="viridis", vmin=0, vmax=vmax,
                                s=9, zorder=2)

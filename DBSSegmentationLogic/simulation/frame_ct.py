@@ -156,7 +156,7 @@ def _draw_rods(image, ijk_to_ras, s_centres, slice_mm, in_plane_mm, frame_to_ima
     sub = max(2, int(np.ceil(slice_mm / 0.2)))
     sub_offsets = (np.arange(sub) + 0.5) / sub - 0.5
     ras_to_ijk = np.linalg.inv(ijk_to_ras)
-    size_k, size_j, size_i = image.shape
+    _, size_j, size_i = image.shape
     occupancy = np.zeros(image.shape, np.float32)
     for ends in geometry.rods.values():
         ends_image = ends @ frame_to_image[:3, :3].T + frame_to_image[:3, 3]

@@ -10,10 +10,16 @@ import pytest
 
 from DBSSegmentationLogic.cli.main import main
 from DBSSegmentationLogic.frame_registration import load_localizer, register_frame
-from DBSSegmentationLogic.frame_registration.localizer_geometry import PRESETS, geometry_from_dict
+from DBSSegmentationLogic.frame_registration.localizer_geometry import (
+    PRESETS,
+    geometry_from_dict,
+)
 from DBSSegmentationLogic.frame_registration.rigid_fit import transform_error_mm
 from DBSSegmentationLogic.frame_registration.rod_detection import slice_stack
-from DBSSegmentationLogic.geometry.frame import leksell_from_frame_ras, read_image_to_frame_transform
+from DBSSegmentationLogic.geometry.frame import (
+    leksell_from_frame_ras,
+    read_image_to_frame_transform,
+)
 from DBSSegmentationLogic.io.exceptions import EXIT_BAD_INPUT, DBSInputError
 from DBSSegmentationLogic.io.volumes import Volume, write_volume
 from DBSSegmentationLogic.simulation.frame_ct import make_frame_image
@@ -119,7 +125,7 @@ def registered(request):
 
 def test_transform_error_over_a_60mm_ball_and_residuals_against_the_truth(registered):
     name, simulated, registration = registered
-    worst, mean = transform_error_mm(registration.image_to_frame_ras, simulated.image_to_frame_ras, radius_mm=60.0)
+    worst, _ = transform_error_mm(registration.image_to_frame_ras, simulated.image_to_frame_ras, radius_mm=60.0)
     assert worst <= MAX_TRANSFORM_ERROR_MM, (name, worst)
     true_residuals = registration.residuals_mm(simulated.image_to_frame_ras)
     true_rms = float(np.sqrt(np.mean(true_residuals ** 2)))
