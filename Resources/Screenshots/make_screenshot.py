@@ -4,7 +4,7 @@ The sample label map goes through the module's case pipeline into a real MRML sc
 segmentation node -> closed surfaces -> model nodes; plan -> target points, trajectory lines, table.
 Those nodes' own polydata and coordinates are drawn off-screen with VTK, with the frame settings.
 
-    .venv-mrml/bin/python Resources/Screenshots/make_screenshot.py   # -> Resources/Screenshots/DBSTargeting1.png
+    .venv-mrml-5.13/bin/python Resources/Screenshots/make_screenshot.py   # -> Resources/Screenshots/DBSTargeting1.png
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import vtk  # noqa: E402
 from conftest import MrmlApp  # noqa: E402
 from DBSSegmentationLogic.io.volumes import read_volume  # noqa: E402
 from DBSSegmentationLogic.io.markups import find_landmarks, read_markups_points  # noqa: E402
-from DBSTargetingLib import case_pipeline, plan_nodes  # noqa: E402
+from DBSTargetingLib import case_pipeline, plan_nodes, segmentation_nodes, subject_hierarchy  # noqa: E402
 from DBSTargetingLib.mrml_glue import markups_points_from_node, volume_node_from_volume  # noqa: E402
 
 SAMPLE = REPO / "Resources" / "SampleCase"
@@ -32,7 +32,10 @@ def main(out=Path(__file__).with_name("DBSTargeting1.png")) -> Path:
     labels = read_volume(SAMPLE / "sample_labels.nii.gz")
     points = find_landmarks(read_markups_points(SAMPLE / "landmarks.mrk.json"))
     landmarks = {name: points[name] for name in ("ac", "pc", "midline")}
-    case_pipeline.segmentation_to_scene(scene, "Sample", labels, mri_node)
+    segmentation = case_pipeline.segmentation_to_scene(scene, "Sample", labels, mri_node)
+    # The module shows each structure once, as the segmentation's closed surface; for drawing here off-screen
+    # those surfaces are exported as model nodes of this throwaway scene.
+    segmentation_nodes.export_models(scene, segmentation, subject_hierarchy.case_folder(scene, "Sample"))
     plan = case_pipeline.plan_dict(labels, landmarks, case_pipeline.PlanSettings(target_kind="stn"))
     nodes = case_pipeline.plan_to_scene(scene, "Sample", plan)
 

@@ -1,7 +1,7 @@
 """A bare MRML scene built from Slicer's real classes (the ``slicer-core`` package), without Qt.
 
 Run with ``Testing/mrml/run_mrml_tests.sh``: ``slicer-core`` pins its own ``vtk`` and so lives in its own
-virtual environment (``.venv-mrml``), apart from the logic's.
+virtual environment per Slicer release (``.venv-mrml-5.12``, ``.venv-mrml-5.13``), apart from the logic's.
 """
 from __future__ import annotations
 
