@@ -479,6 +479,9 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self._lastPlan = plan
         self.ui.resultTextEdit.setPlainText(self.logic.casePlanText(plan))
+        if plan["trajectories"]:  # the probe's-eye view of the first trajectory is one click away
+            self.ui.trajectoryTransformSelector.setCurrentNode(slicer.mrmlScene.GetFirstNodeByName(
+                plan["trajectories"][0]["name"] + plan_nodes.TRANSFORM_SUFFIX))
         self._updateButtons()
 
     # --- post-operative evaluation ------------------------------------------------------------------
@@ -899,6 +902,8 @@ class DBSTargetingTest(ScriptedLoadableModuleTest):
         self.test_PlanNodesInOneCaseFolder()
         self.setUp()
         self.test_PostopNodesInOneCaseFolder()
+        self.setUp()
+        self.test_ReplanReplacesThePlanAndCodesTheSegments()
 
     def _pointList(self, points, name="points"):
         node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
@@ -1090,4 +1095,35 @@ class DBSTargetingTest(ScriptedLoadableModuleTest):
         self.assertEqual(nodes["L contacts"].GetNthControlPointLabel(3), "L C3")
         self.assertIs(ct.GetParentTransformNode(), nodes[postop_nodes.TRANSFORM_NODE])
         self.assertAlmostEqual(postop_nodes.error_rows(postop)[0]["Euclidean (mm)"], 1.2)
+        self.delayDisplay("Test passed")
+
+    def test_ReplanReplacesThePlanAndCodesTheSegments(self):
+        """Issue #12 in the application: a second plan replaces the first; the segments carry the module's
+        terminology, loaded into Slicer's own Terminologies module; "Targets" is never preselected."""
+        import numpy as np
+
+        from DBSSegmentationLogic.io.volumes import Volume
+
+        self.delayDisplay("Re-plan replaces the plan; segments carry the terminology")
+        trajectory = {
+            "name": "L STN", "side": "left", "target_kind": "stn", "target_ras": [-12.0, -2.5, -4.0],
+            "target_acpc": [-12.0, -2.5, -4.0], "entry_ras": [-35.0, 20.0, 60.0], "entry_acpc": [-35.0, 20.0, 60.0],
+            "target_leksell": [112.0, 97.5, 104.0], "entry_leksell": [135.0, 120.0, 40.0], "ring_deg": 70.6,
+            "arc_deg": 110.2, "set_ring_deg": 70.5, "set_arc_deg": 110.0, "set_target_leksell": [112.0, 97.5, 104.0],
+        }
+        plan = {"mounting": "lateral-right", "trajectories": [trajectory], "failures": {}, "indirect": {},
+                "acpc": {"ac_ras": [0, 12.5, 0], "pc_ras": [0, -12.5, 0], "midline_ras": [0, 0, 40], "mcp_ras": [0, 0, 0]}}
+        case_pipeline.plan_to_scene(slicer.mrmlScene, "Test case", plan)
+        case_pipeline.plan_to_scene(slicer.mrmlScene, "Test case", plan)
+        self.assertEqual(len(slicer.util.getNodes("Targets*")), 1)
+        self.assertEqual(len(slicer.util.getNodes("L STN trajectory transform*")), 1)
+        self.assertIsNone(mrml_glue.first_landmarks_node(slicer.mrmlScene))
+
+        array = np.zeros((6, 6, 6), np.uint8)
+        array[1:3, 1:3, 1:3] = 1  # STN_left
+        segmentation = case_pipeline.segmentation_to_scene(
+            slicer.mrmlScene, "Test case", Volume(array, np.eye(4)), show_3d=False,
+            terminology_logic=slicer_compat.terminology_logic())
+        segment = segmentation.GetSegmentation().GetNthSegment(0)
+        self.assertIn("FMA^62035^Subthalamic nucleus", slicer_compat.segment_terminology(segment))
         self.delayDisplay("Test passed")

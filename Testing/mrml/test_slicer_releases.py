@@ -445,3 +445,49 @@ def test_frame_registration_job_gives_the_transform_node_and_residual_table(modu
     again = logic.frameRegistration(image_node, "leksell-g", "Sample")  # re-run: the same transform, one table
     assert again["transform"] is nodes["transform"]
     assert mrml.scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == 1
+
+
+def test_the_in_slicer_test_of_issue_12_runs_on_real_mrml(module, mrml, monkeypatch):
+    """DBSTargetingTest.test_ReplanReplacesThePlanAndCodesTheSegments (run by Slicer's ctest) on slicer-core."""
+    test = module.DBSTargetingTest("test_ReplanReplacesThePlanAndCodesTheSegments")
+    monkeypatch.setattr(test, "delayDisplay", lambda *args, **kwargs: None, raising=False)
+    test.test_ReplanReplacesThePlanAndCodesTheSegments()
+
+
+def test_batch_with_a_frame_transform_file_plans_in_the_real_frame_as_the_command_line(module, mrml, make_mrml, tmp_path, capsys):
+    """The transform file read by the batch script, the same file read by Slicer's own transform reader (a
+    node the user loads), and `dbs-plan plan --image-to-frame`: one convention, the same Leksell target."""
+    from DBSSegmentationLogic.geometry.frame import (
+        FrameSpace,
+        write_image_to_frame_transform,
+    )
+
+    image_to_frame = _rigid_matrix(9.0, 2, [-3.0, 12.0, 5.0])
+    tfm = write_image_to_frame_transform(FrameSpace.from_matrix(image_to_frame), tmp_path / "image_to_frame.tfm")
+    batch = _batch_script()
+    args = batch.parse_arguments([
+        "--mri", str(SAMPLE / "sample_t1w.nii.gz"), "--labels", str(SAMPLE / "sample_labels.nii.gz"),
+        "--markups", str(SAMPLE / "landmarks.mrk.json"), "--out", str(tmp_path / "out"), "--image-to-frame", str(tfm)])
+
+    assert batch.run(args, mrml.scene, module.DBSTargetingLogic(), module.case_pipeline) == 0, capsys.readouterr().err
+    plan = json.loads((tmp_path / "out" / "plan.json").read_text())
+    np.testing.assert_allclose(plan["image_to_frame_ras"], image_to_frame, atol=1e-6)
+
+    loaded = make_mrml()  # the same file as Slicer's transform reader makes it into a node
+    storage = loaded.scene.AddNewNodeByClass("vtkMRMLTransformStorageNode")
+    storage.SetFileName(str(tfm))
+    node = loaded.scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "loaded")
+    assert storage.ReadData(node)
+    np.testing.assert_allclose(mrml_glue.frame_space_from_transform_node(node).image_to_frame_ras, image_to_frame, atol=1e-6)
+
+    command = [sys.executable, "-m", "DBSSegmentationLogic", "plan", "--mri", str(SAMPLE / "sample_t1w.nii.gz"),
+               "--labels", str(SAMPLE / "sample_labels.nii.gz"), "--markups", str(SAMPLE / "landmarks.mrk.json"),
+               "--image-to-frame", str(tfm), "--out", str(tmp_path / "cli")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0 and "matplotlib" in done.stderr:
+        pytest.skip("dbs-plan plan needs matplotlib for its figures")
+    assert done.returncode == 0, done.stderr[-2000:]
+    on_command_line = json.loads((tmp_path / "cli" / "plan.json").read_text())
+    for ours, theirs in zip(plan["trajectories"], on_command_line["trajectories"]):
+        np.testing.assert_allclose(ours["target_leksell"], theirs["target_leksell"], atol=0.01)
+        assert ours["ring_deg"] == pytest.approx(theirs["ring_deg"], abs=0.01)

@@ -3,7 +3,7 @@
     Slicer --no-main-window --python-script dbs_batch.py -- \
         --mri T1.nii.gz --out OUT_DIR [--labels LABELS.nii.gz] [--markups LANDMARKS.mrk.json] \
         [--target stn|psa|gpi] [--d-ratio D --e-ratio E] [--mounting lateral-right|...] \
-        [--device auto|cpu|cuda] [--case NAME] \
+        [--device auto|cpu|cuda] [--case NAME] [--image-to-frame FRAME.tfm] \
         [--ct POSTOP_CT.nii.gz [--preop-ct PREOP_CT.nii.gz] [--lead-model medtronic-3389|...]]
 
 Without --labels the MRI is segmented by the module's background process (blocking here); without
@@ -11,7 +11,9 @@ Without --labels the MRI is segmented by the module's background process (blocki
 fused to the MRI (or to --preop-ct, registered to the MRI) after planning, the leads are found and
 their error against the plan measured (``dbs-plan postop`` in a background process). Writes
 OUT_DIR/plan.json, OUT_DIR/postop.json (with --ct) and OUT_DIR/<case>.mrb (every node in one
-subject-hierarchy folder named after the case). No dialog ever opens. Exit codes as the command
+subject-hierarchy folder named after the case). With --image-to-frame (a transform file as Slicer saves a
+transform node that moves the image into the frame, e.g. image_to_frame.tfm of `dbs-plan frame-register`) the
+plan's Leksell coordinates and ring/arc are those of that real frame. No dialog ever opens. Exit codes as the command
 line's: 0 ok, 2 bad input, 3 internal failure; nothing is written unless every step succeeded.
 """
 from __future__ import annotations
@@ -40,6 +42,8 @@ def parse_arguments(argv):
                         choices=("lateral-right", "lateral-left", "sagittal-anterior", "sagittal-posterior"))
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--case", default="Case", help="case name: folder in the scene and name of the .mrb")
+    parser.add_argument("--image-to-frame", help="transform file of a frame registration (as Slicer saves a transform "
+                        "node that moves the image into the frame): plan in that real frame")
     parser.add_argument("--ct", "--postop-ct", dest="ct",
                         help="post-operative CT: after planning, find the leads and measure their error (postop.json)")
     parser.add_argument("--preop-ct", help="pre-operative CT registered to the MRI: the post-operative CT is fused to it")
@@ -73,12 +77,25 @@ def run(args, scene, logic, pipeline) -> int:
             for label, ras in read_markups_points(args.markups).items():
                 landmarks_node.AddControlPoint(vtk.vtkVector3d(*ras), label)
             place_in_folder(scene, landmarks_node, folder)
+        frame_node = None
+        if args.image_to_frame:
+            from DBSTargetingLib.mrml_glue import vtk_matrix_from_array
+
+            from DBSSegmentationLogic.geometry.frame import (
+                read_image_to_frame_transform,
+            )
+
+            frame = read_image_to_frame_transform(args.image_to_frame)  # the file's convention, read once here
+            frame_node = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "Image to frame")
+            frame_node.SetMatrixTransformToParent(vtk_matrix_from_array(frame.image_to_frame_ras))
+            place_in_folder(scene, frame_node, folder)
         if args.labels:
             segmentation = pipeline.segmentation_to_scene(scene, args.case, read_volume(args.labels), mri_node)
         else:
             segmentation = logic.segment(mri_node, landmarks_node, args.device, args.case,
                                          onLine=lambda line: print(line.text, flush=True))
-        plan = logic.planCase(mri_node, segmentation, landmarks_node, settings, args.case, allowRegistration=True)
+        plan = logic.planCase(mri_node, segmentation, landmarks_node, settings, args.case, allowRegistration=True,
+                              imageToFrameTransform=frame_node)
         plan["mri"] = str(args.mri)
         print(logic.casePlanText(plan), flush=True)
         postop = None
