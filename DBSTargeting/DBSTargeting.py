@@ -271,7 +271,7 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setParameterNode(self.logic.getParameterNode())
         # Save the user a few clicks
         if not self._parameterNode.preoperativeVolume:
-            self._parameterNode.preoperativeVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            self._parameterNode.preoperativeVolume = mrml_glue.first_input_volume(slicer.mrmlScene)
         if not self._parameterNode.landmarksMarkups:
             # Only a list that holds AC, PC and midline, never one the module made (e.g. "Targets").
             self._parameterNode.landmarksMarkups = mrml_glue.first_landmarks_node(slicer.mrmlScene)

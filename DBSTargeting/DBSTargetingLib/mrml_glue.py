@@ -236,6 +236,13 @@ def first_landmarks_node(scene):
     return None
 
 
+def first_input_volume(scene):
+    """The first scalar volume the module did not make (never its "Structures uncertainty" map), or ``None``:
+    what the panel may preselect as the pre-operative MRI."""
+    return next((node for node in _nodes_by_class(scene, "vtkMRMLScalarVolumeNode")
+                 if not node.GetAttribute(ROLE_ATTRIBUTE)), None)
+
+
 def _is_under(node, transform_node) -> bool:
     parent = node.GetParentTransformNode()
     while parent is not None:

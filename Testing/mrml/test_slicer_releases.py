@@ -373,6 +373,10 @@ def test_uncertainty_map_and_flags_reach_the_user(module, mrml, fake_segment, sa
     assert case_pipeline.segmentation_warnings(case_pipeline.segmentation_report(segmentation)) == [
         "STN_left: uncertain, atlas shape (not seen in the image) (confidence 0.41)",
         "RN_right: fragmented (pieces outside the main body)"]
+    mrml.scene.RemoveNode(mri_node)  # the panel never preselects the module's own map as the MRI
+    assert mrml_glue.first_input_volume(mrml.scene) is None
+    mri_node = volume_node_from_volume(mrml.scene, mri, "MRI")
+    assert mrml_glue.first_input_volume(mrml.scene) is mri_node
 
     monkeypatch.delenv("FAKE_UNCERTAINTY")  # a command that writes no map: tolerated, the stale map goes
     monkeypatch.setenv("FAKE_REPORT", json.dumps({"structures": []}))
