@@ -495,3 +495,26 @@ def test_batch_with_a_frame_transform_file_plans_in_the_real_frame_as_the_comman
     for ours, theirs in zip(plan["trajectories"], on_command_line["trajectories"]):
         np.testing.assert_allclose(ours["target_leksell"], theirs["target_leksell"], atol=0.01)
         assert ours["ring_deg"] == pytest.approx(theirs["ring_deg"], abs=0.01)
+
+
+def test_panel_ui_file_matches_the_widget_and_the_parameter_node(module):
+    """What Slicer would only find at run time: every widget the code uses exists in the .ui, every node
+    selector gets the scene, every SlicerParameterName is a parameter of the module."""
+    import xml.dom.minidom
+
+    ui_path = REPO_ROOT / "DBSTargeting" / "Resources" / "UI" / "DBSTargeting.ui"
+    document = xml.dom.minidom.parse(str(ui_path))
+    widgets = {w.getAttribute("name"): w for w in document.getElementsByTagName("widget")}
+    used = set(re.findall(r"self\.ui\.(\w+)", (REPO_ROOT / "DBSTargeting" / "DBSTargeting.py").read_text()))
+    assert used - set(widgets) == set()
+    receivers = {r.firstChild.data for r in document.getElementsByTagName("receiver")}
+    selectors = {name for name, w in widgets.items() if w.getAttribute("class") == "qMRMLNodeComboBox"}
+    assert selectors - receivers == set()
+    parameters = set(module.DBSTargetingParameterNode.__annotations__)
+    bound = set()
+    for widget in widgets.values():
+        for prop in widget.getElementsByTagName("property"):
+            if prop.getAttribute("name") == "SlicerParameterName":
+                bound.add(prop.getElementsByTagName("string")[0].firstChild.data)
+    assert bound - parameters == set()
+    assert {"outputSegmentation", "imageToFrameTransform", "showUncertainty", "frameImage", "frameLocalizer"} <= bound
