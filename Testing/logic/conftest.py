@@ -1,3 +1,4 @@
+import locale
 import os
 from pathlib import Path
 
@@ -40,3 +41,14 @@ def shared_data() -> Path:
 def repo_root() -> Path:
     return REPO_ROOT
 
+
+
+@pytest.fixture(autouse=True)
+def _restore_the_process_locale():
+    """GDCM's DICOM writer (used by tests that make DICOM series) leaves the process in the "C" locale,
+    after which `subprocess.run(text=True)` decodes child output as ASCII and fails on "°" or "—".
+    The product never writes DICOM (and reading one leaves the locale alone); restore it after each test."""
+    saved = locale.setlocale(locale.LC_ALL)
+    yield
+    if locale.setlocale(locale.LC_ALL) != saved:
+        locale.setlocale(locale.LC_ALL, saved)
