@@ -1,6 +1,10 @@
-"""Export a training checkpoint as the shipped model: weights + manifest.json with SHA-256.
+"""Export a network training checkpoint: weights + manifest.json with SHA-256.
 
-    .venv/bin/python scripts/export_model.py logs/checkpoints/last.pt [--figures benchmark.json]
+    .venv/bin/python scripts/export_model.py logs/checkpoints/last.pt [--out logs/models] [--figures benchmark.json]
+
+The product no longer ships a network (issue 10: the generative engine replaced it; the last shipped
+network, ``step600``, is at commit 14f749d and is measured by benchmarks/benchmark_segmentation.py). The
+default output is therefore ``logs/models``, never ``Resources/Models`` (the engine's manifest lives there).
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from DBSSegmentationLogic.segmentation import labels as label_codes  # noqa: E402
 from DBSSegmentationLogic.segmentation import template  # noqa: E402
-from DBSSegmentationLogic.segmentation.engine import sha256_of_file  # noqa: E402
+from DBSSegmentationLogic.segmentation.priors import sha256_of_file  # noqa: E402
 
 WEIGHTS_NAME = "dbs_unet3d.pt"
 
@@ -23,7 +27,7 @@ WEIGHTS_NAME = "dbs_unet3d.pt"
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("--out", type=Path, default=template.MODELS_DIR)
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "logs" / "models")
     parser.add_argument("--figures", type=Path, help="JSON of benchmark figures to copy into the manifest")
     parser.add_argument("--previous-stage-command", action="append", default=[],
                         help="command(s) of earlier training stages whose checkpoint this one started from")

@@ -6,6 +6,13 @@ Writes:
 * ``cit168_structures_1mm_roi.nii.gz``: the ten structures in our label codes (labels.py), 1 mm, the
   CIT168 grid cropped to template RAS [-48, 48] x [-48, 32] x [-40, 24] mm (the network's atlas
   prior, template.roi_prior). Rebuilding it reproduces the shipped file voxel for voxel.
+* ``Resources/Models/cit168_anatomy_roi.nii.gz`` and ``Resources/Models/manifest.json``: the anatomy of
+  the generative segmentation engine (segmentation/priors.py): on the ROI grid of template.py widened by
+  8 mm on every side (1 mm, axes along template RAS), each voxel's class: 0 outside the brain, the
+  CIT168 code (1-16 left, 101-116 right) of every CIT168 structure, or one of 4 tissue classes
+  201-204 (1-D k-means of the template T1 inside the brain and outside the CIT168 structures, darkest
+  first: CSF, grey matter, deep grey/white mix, white matter). The manifest holds its SHA-256, checked
+  at load, and the engine's parameters.
 * ``cit168_caudate_1mm.nii.gz``: the caudate (CIT168 2 = left, 102 = right; value 1 left, 2 right),
   cropped to its bounding box + 3 mm. Planning uses it, through the localization's template-to-image
   map, to warn when a trajectory crosses the caudate (an atlas estimate: the caudate is not segmented).
@@ -14,6 +21,7 @@ CIT168: Pauli, Nili & Tyszka 2018, Scientific Data 5:180063, CC BY 4.0 (see ATTR
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -43,6 +51,52 @@ def crop(volume: Volume, low_ras, high_ras) -> Volume:
     return Volume(np.ascontiguousarray(array), volume.ijk_to_ras @ shift)
 
 
+#: Widening of the ROI (mm) on every side for the engine's anatomy (smoothing and deformation margin).
+ANATOMY_MARGIN_MM = 8
+TISSUE_CLASSES = 4
+
+
+def kmeans_1d(values: np.ndarray, k: int, iterations: int = 30) -> np.ndarray:
+    """Sorted centres of a 1-D k-means (deterministic quantile start)."""
+    centres = np.quantile(values, (np.arange(k) + 0.5) / k)
+    for _ in range(iterations):
+        assignment = np.argmin(np.abs(values[:, None] - centres[None, :]), axis=1)
+        centres = np.array([values[assignment == c].mean() if np.any(assignment == c) else centres[c]
+                            for c in range(k)])
+    return np.sort(centres)
+
+
+def engine_anatomy(t1: Volume, cit: Volume) -> Volume:
+    """CIT168 structures + tissue classes sampled (nearest) on the widened ROI grid."""
+    image = t1.array.astype(np.float32)
+    brain = image > 0
+    free = brain & (cit.array == 0)
+    centres = kmeans_1d(image[free][::7], TISSUE_CLASSES)
+    tissue = np.argmin(np.abs(image[..., None] - centres), axis=-1) + 201
+    anatomy = np.where(cit.array > 0, cit.array, np.where(brain, tissue, 0)).astype(np.uint8)
+    margin = ANATOMY_MARGIN_MM
+    shape_ijk = np.array(template.ROI_SHAPE_IJK) + 2 * margin
+    grid = np.eye(4)
+    grid[:3, 3] = template.ROI_ORIGIN_TEMPLATE_RAS - margin
+    k, j, i = np.meshgrid(*[np.arange(n, dtype=float) for n in shape_ijk[::-1]], indexing="ij")
+    ras = np.stack([i, j, k], -1).reshape(-1, 3) @ grid[:3, :3].T + grid[:3, 3]
+    ijk = np.rint(cit.ras_to_ijk_points(ras)).astype(int)
+    inside = np.all((ijk >= 0) & (ijk < np.array(cit.shape_ijk)), axis=1)
+    values = np.zeros(len(ijk), dtype=np.uint8)
+    values[inside] = anatomy[ijk[inside, 2], ijk[inside, 1], ijk[inside, 0]]
+    return Volume(values.reshape(tuple(shape_ijk[::-1])), grid)
+
+
+def write_engine_resources(t1: Volume, cit: Volume) -> None:
+    from DBSSegmentationLogic.segmentation import priors
+
+    anatomy = engine_anatomy(t1, cit)
+    write_volume(anatomy, priors.ANATOMY_PATH)
+    manifest = priors.build_manifest(anatomy.array, priors.sha256_of_file(priors.ANATOMY_PATH),
+                                     margin_mm=ANATOMY_MARGIN_MM)
+    priors.MANIFEST_PATH.write_text(json.dumps(manifest, indent=1) + "\n")
+
+
 def main() -> int:
     cit = read_volume(DATA / "cit168_labels.nii.gz")
     ours = cit.with_array(cit168_to_ours(cit.array))
@@ -54,7 +108,9 @@ def main() -> int:
     corners = cit.ijk_to_ras_points(np.array([kji.min(0), kji.max(0)])[:, ::-1])
     low, high = corners.min(0) - CAUDATE_MARGIN_MM, corners.max(0) + CAUDATE_MARGIN_MM
     write_volume(crop(cit.with_array(caudate), low, high), template.SHIPPED_CAUDATE)
-    print(f"wrote {template.SHIPPED_STRUCTURES} and {template.SHIPPED_CAUDATE}")
+    write_engine_resources(read_volume(DATA / "cit168_t1w.nii.gz"), cit)
+    print(f"wrote {template.SHIPPED_STRUCTURES}, {template.SHIPPED_CAUDATE} and the engine's anatomy "
+          "(Resources/Models/cit168_anatomy_roi.nii.gz, manifest.json)")
     return 0
 
 

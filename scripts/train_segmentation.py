@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from DBSSegmentationLogic.io.volumes import read_volume  # noqa: E402
 from DBSSegmentationLogic.segmentation import labels as label_codes  # noqa: E402
 from DBSSegmentationLogic.segmentation import template  # noqa: E402
-from DBSSegmentationLogic.segmentation.model import UNet3D, network_input  # noqa: E402
+from DBSSegmentationLogic.training.model import UNet3D, network_input  # noqa: E402
 from DBSSegmentationLogic.training import synthesis  # noqa: E402
 
 VALIDATION_ENTROPY = 1_000_003

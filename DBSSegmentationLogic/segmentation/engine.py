@@ -1,18 +1,19 @@
-"""Segmentation of STN, RN, SN, GPi and GPe (left and right) on any MRI contrast.
+"""Segmentation of STN, RN, SN, GPi and GPe (left and right) on any MRI contrast: a generative,
+contrast-adaptive engine (docs/segmentation.md).
 
-Pipeline (DESIGN section 3): localization (user AC/PC/midline, or automatic registration to the
-template) -> resampling of the image onto the canonical 1 mm ROI in template space -> intensity
-normalisation -> 3D U-Net -> largest connected component per structure -> label map back on the
-input's own grid (linear interpolation of the per-structure masks) -> volumes, centroids (RAS and
-AC-PC) and quality flags.
+Pipeline (DESIGN section 3): localization (user AC/PC/midline, or automatic affine registration to the
+template) -> the image resampled onto the canonical 1 mm ROI in template space -> the generative model
+fitted to it (generative.py: atlas priors of priors.py deformed onto the image, a Gaussian intensity
+model per class estimated from the image, posteriors) -> divergence guard (folding, a structure leaving
+its plausible region, a collapse against the prior: the atlas through the affine instead, flagged
+``fallback_atlas``) -> posteriors interpolated onto the input's own grid: label = arg-max, uncertainty
+= 1 - max posterior -> largest connected component per structure -> volumes, centroids (RAS and
+AC-PC), confidence and quality flags (``uncertain`` when the confidence is low).
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -26,27 +27,27 @@ from ..io.volumes import Volume
 from . import labels as label_codes
 from . import localization as localization_module
 from . import template as template_space
-from .intensity import normalize_intensity
-from .model import build_model, network_input
+from .generative import Fit, fit_case
+from .priors import MANIFEST_PATH, AtlasPrior, ModelIntegrityError, load_prior, sha256_of_file  # noqa: F401
 from .quality import StructureStats, structure_quality
 
-MANIFEST_PATH = template_space.MODELS_DIR / "manifest.json"
 #: Minimum fraction of the ROI core (the nuclei with 5 mm margin) that must lie inside the field of view.
 MIN_CORE_COVERAGE = 0.9
+#: Divergence guard (per structure, ROI labels): the engine's structure is replaced by the atlas's when its
+#: centroid is further than this from the atlas's (through the localization) ...
+FALLBACK_CENTROID_MM = 5.0
+#: ... or its Dice with the atlas's falls below this.
+FALLBACK_DICE = 0.3
+#: The whole case falls back to the atlas when the deformation folds (Jacobian determinant at or below this)
+#: or the affine stage scales the priors by more than this factor (volume) either way.
+FALLBACK_MIN_JACOBIAN = 0.0
+FALLBACK_AFFINE_VOLUME_RATIO = 1.5
+FALLBACK_AFFINE_SHIFT_MM = 12.0
+#: A structure whose confidence (mean max-posterior over its voxels) is below this is flagged ``uncertain``
+#: (chosen from the benchmark, docs/segmentation.md).
+UNCERTAIN_CONFIDENCE = 0.6
 
 ProgressCallback = Callable[[float, str], None]
-
-
-class ModelIntegrityError(RuntimeError):
-    """The shipped model file does not match its manifest (corrupt or replaced)."""
-
-
-def sha256_of_file(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def resolve_device(device: str) -> torch.device:
@@ -61,29 +62,17 @@ def resolve_device(device: str) -> torch.device:
 
 @dataclass
 class LoadedModel:
-    network: torch.nn.Module
+    """The engine's model: the atlas priors (checked against their manifest) and the torch device."""
+
+    prior: AtlasPrior
     device: torch.device
     manifest: dict
 
 
 def load_model(manifest_path=MANIFEST_PATH, device: str = "auto") -> LoadedModel:
-    """Load the shipped network after checking its SHA-256 against the manifest."""
-    manifest_path = Path(manifest_path)
-    if not manifest_path.exists():
-        raise ModelIntegrityError(f"model manifest not found: {manifest_path}")
-    manifest = json.loads(manifest_path.read_text())
-    weights_path = manifest_path.parent / manifest["file"]
-    if not weights_path.exists():
-        raise ModelIntegrityError(f"model weights not found: {weights_path}")
-    actual = sha256_of_file(weights_path)
-    if actual != manifest["sha256"]:
-        raise ModelIntegrityError(f"model weights {weights_path.name} fail the SHA-256 check "
-                                  f"(expected {manifest['sha256'][:12]}..., got {actual[:12]}...)")
-    torch_device = resolve_device(device)
-    network = build_model(manifest["architecture"])
-    network.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
-    network.eval().to(torch_device)
-    return LoadedModel(network, torch_device, manifest)
+    """Load the engine's atlas priors after checking their SHA-256 against the manifest."""
+    prior = load_prior(manifest_path)
+    return LoadedModel(prior, resolve_device(device), prior.manifest)
 
 
 # --------------------------------------------------------------------------- geometry helpers
@@ -118,12 +107,12 @@ def roi_core_mask() -> np.ndarray:
     return core
 
 
-def keep_largest_components(labels_roi: np.ndarray) -> np.ndarray:
-    """Per structure, keep only its largest 26-connected component."""
-    cleaned = np.zeros_like(labels_roi)
+def keep_largest_components(labels: np.ndarray) -> np.ndarray:
+    """Per structure, keep only its largest 26-connected component (the rest becomes background)."""
+    cleaned = np.zeros_like(labels)
     structure = np.ones((3, 3, 3), dtype=bool)
     for code in range(1, label_codes.NUM_CLASSES):
-        mask = labels_roi == code
+        mask = labels == code
         if not mask.any():
             continue
         components, count = ndimage.label(mask, structure)
@@ -134,9 +123,12 @@ def keep_largest_components(labels_roi: np.ndarray) -> np.ndarray:
     return cleaned
 
 
-def roi_labels_to_input(labels_roi: np.ndarray, volume: Volume, template_to_input_ras: np.ndarray) -> np.ndarray:
-    """ROI label map onto the input grid: linear interpolation of each structure's mask, then argmax."""
-    output = np.zeros(volume.array.shape, dtype=np.uint8)
+def posterior_to_input(posterior_roi: np.ndarray, volume: Volume, template_to_input_ras: np.ndarray,
+                       device: torch.device = torch.device("cpu")) -> tuple[np.ndarray, np.ndarray]:
+    """ROI posteriors (11, k, j, i) onto the input grid: linear interpolation of each label's posterior,
+    label = arg-max, uncertainty = 1 - max posterior (0 outside the ROI, where the label is background)."""
+    labels = np.zeros(volume.array.shape, dtype=np.uint8)
+    uncertainty = np.zeros(volume.array.shape, dtype=np.float32)
     roi_to_input = _roi_to_input_ijk(volume, template_to_input_ras)
     corners = np.array([[a, b, c] for a in (-1, template_space.ROI_SHAPE_IJK[0])
                         for b in (-1, template_space.ROI_SHAPE_IJK[1]) for c in (-1, template_space.ROI_SHAPE_IJK[2])],
@@ -145,19 +137,69 @@ def roi_labels_to_input(labels_roi: np.ndarray, volume: Volume, template_to_inpu
     low = np.maximum(np.floor(corners_input.min(0)).astype(int), 0)
     high = np.minimum(np.ceil(corners_input.max(0)).astype(int) + 1, np.array(volume.shape_ijk))
     if np.any(high <= low):
-        return output
+        return labels, uncertainty
     input_to_roi = np.linalg.inv(roi_to_input)
-    axes = [np.arange(low[a], high[a], dtype=np.float32) for a in (2, 1, 0)]
-    k, j, i = np.meshgrid(*axes, indexing="ij")
-    ijk_roi = np.stack([i, j, k], axis=-1) @ input_to_roi[:3, :3].T.astype(np.float32) + input_to_roi[:3, 3].astype(np.float32)
-    size = np.array(template_space.ROI_SHAPE_IJK, dtype=np.float32)
-    grid = torch.from_numpy(2.0 * ijk_roi / (size - 1) - 1.0)[None]
-    one_hot = F.one_hot(torch.from_numpy(labels_roi.astype(np.int64)), label_codes.NUM_CLASSES)
-    one_hot = one_hot.permute(3, 0, 1, 2)[None].float()
+    axes = [torch.arange(low[a], high[a], dtype=torch.float32, device=device) for a in (2, 1, 0)]
+    k, j, i = torch.meshgrid(*axes, indexing="ij")
+    matrix = torch.from_numpy(input_to_roi.astype(np.float32)).to(device)
+    ijk_roi = torch.stack([i, j, k], dim=-1) @ matrix[:3, :3].T + matrix[:3, 3]
+    size = torch.tensor(template_space.ROI_SHAPE_IJK, dtype=torch.float32, device=device)
+    grid = (2.0 * ijk_roi / (size - 1) - 1.0)[None]
+    posterior = torch.from_numpy(np.ascontiguousarray(posterior_roi, dtype=np.float32)).to(device)[None]
     with torch.no_grad():
-        sampled = F.grid_sample(one_hot, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
-    output[low[2]:high[2], low[1]:high[1], low[0]:high[0]] = sampled.argmax(0).numpy().astype(np.uint8)
-    return output
+        sampled = F.grid_sample(posterior, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
+        sampled[0] += torch.clamp(1.0 - sampled.sum(0), min=0.0)  # outside the ROI: background
+        best, index = sampled.max(0)
+    box = (slice(low[2], high[2]), slice(low[1], high[1]), slice(low[0], high[0]))
+    labels[box] = index.cpu().numpy().astype(np.uint8)
+    uncertainty[box] = (1.0 - best).clamp(0.0, 1.0).cpu().numpy()
+    return labels, uncertainty
+
+
+# --------------------------------------------------------------------------- divergence guard
+def _centroid(mask: np.ndarray) -> np.ndarray:
+    return np.argwhere(mask).mean(axis=0)
+
+
+def divergence_guard(fit: Fit) -> tuple[np.ndarray, dict]:
+    """The posteriors to use and the reasons for any fallback: ``{"case": reason}`` for the whole case,
+    ``{name: reason}`` per structure. The whole case falls back to the atlas through the localization when
+    the deformation folds or the affine stage changes the volume implausibly or moves the ROI by more than
+    FALLBACK_AFFINE_SHIFT_MM; a structure falls back to the atlas through the engine's affine stage (its
+    region and posteriors there) when its arg-max region is empty, its centroid moved more than
+    FALLBACK_CENTROID_MM from that atlas's, or its Dice with it fell below FALLBACK_DICE (ROI grid, 1 mm)."""
+    affine_ratio = float(abs(np.linalg.det(fit.affine[:, :3])))
+    if fit.min_jacobian <= FALLBACK_MIN_JACOBIAN:
+        return fit.prior.copy(), {"case": f"deformation folds (min Jacobian determinant {fit.min_jacobian:.2f})"}
+    if not 1 / FALLBACK_AFFINE_VOLUME_RATIO <= affine_ratio <= FALLBACK_AFFINE_VOLUME_RATIO:
+        return fit.prior.copy(), {"case": f"affine stage scales the volume by {affine_ratio:.2f}"}
+    half_extent_mm = (np.array(template_space.ROI_SHAPE_IJK) - 1) / 2 * template_space.ROI_SPACING_MM
+    affine_shift = float(np.linalg.norm(fit.affine[:, 3] * half_extent_mm))
+    if affine_shift > FALLBACK_AFFINE_SHIFT_MM:
+        return fit.prior.copy(), {"case": f"affine stage moves the region by {affine_shift:.1f} mm"}
+    posterior = fit.posterior.copy()
+    reference = fit.affine_prior if fit.affine_prior is not None else fit.prior
+    engine_labels = posterior.argmax(0)
+    atlas_labels = reference.argmax(0)
+    reasons = {}
+    for structure in label_codes.STRUCTURES:
+        mine, atlas = engine_labels == structure.code, atlas_labels == structure.code
+        reason = None
+        if not mine.any():
+            reason = "missing after fitting" if atlas.any() else None
+        elif atlas.any():
+            moved = float(np.linalg.norm(_centroid(mine) - _centroid(atlas)) * template_space.ROI_SPACING_MM)
+            overlap = 2.0 * np.count_nonzero(mine & atlas) / (np.count_nonzero(mine) + np.count_nonzero(atlas))
+            if moved > FALLBACK_CENTROID_MM:
+                reason = f"centroid moved {moved:.1f} mm from the atlas"
+            elif overlap < FALLBACK_DICE:
+                reason = f"Dice with the atlas {overlap:.2f}"
+        if reason:
+            reasons[structure.name] = reason
+            # the atlas's own region and posteriors for this structure, nowhere else
+            posterior[structure.code] = 0.0
+            posterior[:, atlas] = reference[:, atlas]
+    return posterior / np.maximum(posterior.sum(0, keepdims=True), 1e-6), reasons
 
 
 # --------------------------------------------------------------------------- results
@@ -168,6 +210,9 @@ class SegmentationResult:
     structures: list[StructureStats]
     timings_s: dict = field(default_factory=dict)
     model: dict = field(default_factory=dict)
+    uncertainty: Volume | None = None
+    fallback: dict = field(default_factory=dict)
+    fit: dict = field(default_factory=dict)
 
     @property
     def adequate(self) -> bool:
@@ -177,24 +222,11 @@ class SegmentationResult:
         return {"label_table": label_codes.label_table(),
                 "structures": [s.to_dict() for s in self.structures],
                 "adequate": self.adequate,
+                "fallback_atlas": self.fallback,
                 "localization": self.localization.to_dict(),
+                "fit": self.fit,
                 "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
                 "model": self.model}
-
-
-def predict_roi(model: LoadedModel, image: torch.Tensor, in_channels: int, mirror: bool = True) -> np.ndarray:
-    """ROI label map from the network. With ``mirror`` the left-right flipped ROI is segmented too
-    (the network was trained with that flip and swapped side codes) and the two probability maps
-    are averaged, which evens out side-specific errors."""
-    with torch.no_grad():
-        probabilities = torch.softmax(model.network(network_input(image, in_channels).to(model.device)), dim=1)
-        if mirror:
-            flipped = torch.flip(image, dims=[2])
-            flipped_probabilities = torch.softmax(
-                model.network(network_input(flipped, in_channels).to(model.device)), dim=1)
-            swap_sides = torch.from_numpy(label_codes.mirror_lookup()).to(model.device)
-            probabilities = 0.5 * (probabilities + torch.flip(flipped_probabilities, dims=[4])[:, swap_sides])
-    return probabilities.argmax(1)[0].cpu().numpy().astype(np.uint8)
 
 
 def _no_progress(fraction: float, message: str) -> None:
@@ -202,9 +234,11 @@ def _no_progress(fraction: float, message: str) -> None:
 
 
 def segment(volume: Volume, model: LoadedModel, ac_ras=None, pc_ras=None, midline_ras=None,
-            progress: ProgressCallback = _no_progress, mirror: bool = True) -> SegmentationResult:
-    """Segment the ten structures; labels come back on the input's own grid. ``mirror``: average with
-    the left-right flipped ROI (see :func:`predict_roi`)."""
+            progress: ProgressCallback = _no_progress, deform: bool = True, parameters: dict | None = None,
+            localization: localization_module.Localization | None = None) -> SegmentationResult:
+    """Segment the ten structures; labels and uncertainty come back on the input's own grid.
+    ``deform`` False: the atlas through the localization only (the baseline the engine must beat);
+    ``parameters`` override the manifest's engine parameters; ``localization`` reuses an earlier one."""
     timings = {}
     started = time.perf_counter()
     localization_module.check_image_content(volume)
@@ -212,7 +246,9 @@ def segment(volume: Volume, model: LoadedModel, ac_ras=None, pc_ras=None, midlin
     if any(given) and not all(given):
         raise DBSInputError("give all three of AC, PC and the midline point, or none (automatic localization)")
     progress(0.10, "localizing")
-    if all(given):
+    if localization is not None:
+        located = localization
+    elif all(given):
         located = localization_module.from_user_landmarks(ac_ras, pc_ras, midline_ras)
     else:
         located = localization_module.register_to_template(volume)
@@ -233,19 +269,32 @@ def segment(volume: Volume, model: LoadedModel, ac_ras=None, pc_ras=None, midlin
 
     progress(0.55, "segmenting")
     step = time.perf_counter()
-    image = normalize_intensity(torch.from_numpy(roi))
-    in_channels = model.manifest["architecture"].get("in_channels", 1)
-    labels_roi = predict_roi(model, image, in_channels, mirror)
-    timings["network"] = time.perf_counter() - step
+    fit = fit_case(roi, inside, model.prior, model.device, parameters, deform=deform)
+    if deform:
+        posterior, fallback = divergence_guard(fit)
+    else:
+        posterior, fallback = fit.prior.copy(), {"case": "deformation disabled (atlas through the localization)"}
+    timings["fit"] = time.perf_counter() - step
 
     progress(0.80, "post-processing")
     step = time.perf_counter()
-    labels_roi = keep_largest_components(labels_roi)
-    labels = volume.with_array(roi_labels_to_input(labels_roi, volume, located.template_to_input_ras))
+    label_array, uncertainty_array = posterior_to_input(posterior, volume, located.template_to_input_ras, model.device)
+    label_array = keep_largest_components(label_array)
+    labels = volume.with_array(label_array)
     acpc = AcpcSpace.from_landmarks(located.ac_ras, located.pc_ras, located.midline_ras)
     stats = structure_quality(labels, acpc)
+    for s in stats:
+        mask = label_array == s.code
+        s.confidence = round(float(1.0 - uncertainty_array[mask].mean()), 3) if mask.any() else None
+        if s.confidence is not None and s.confidence < UNCERTAIN_CONFIDENCE:
+            s.flags.append("uncertain")
+        if "case" in fallback or s.name in fallback:
+            s.flags.append("fallback_atlas")
     timings["postprocessing"] = time.perf_counter() - step
     timings["total"] = time.perf_counter() - started
     model_info = {key: model.manifest.get(key) for key in ("name", "version", "sha256")}
     model_info["device"] = str(model.device)
-    return SegmentationResult(labels, located, stats, timings, model_info)
+    fit_info = {"min_jacobian": round(fit.min_jacobian, 3), "max_displacement_mm": round(fit.max_displacement_mm, 2),
+                "affine": np.round(fit.affine, 4).tolist(), "seconds": round(fit.seconds, 2), "log": fit.log}
+    return SegmentationResult(labels, located, stats, timings, model_info,
+                              volume.with_array(uncertainty_array), fallback, fit_info)

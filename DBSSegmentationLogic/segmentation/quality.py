@@ -33,11 +33,15 @@ class StructureStats:
     centroid_acpc: Optional[list]
     components: int
     flags: list[str]
+    #: Mean max-posterior over the structure's voxels (set by the segmentation engine; None otherwise).
+    confidence: Optional[float] = None
 
     def to_dict(self) -> dict:
         data = {"code": self.code, "name": self.name, "side": self.side, "volume_mm3": round(self.volume_mm3, 1),
                 "centroid_ras": self.centroid_ras, "centroid_acpc": self.centroid_acpc,
                 "components": self.components, "flags": self.flags}
+        if self.confidence is not None:
+            data["confidence"] = self.confidence
         if self.centroid_acpc is not None:
             data["centroid_acpc_clinical"] = describe_acpc_point(self.centroid_acpc)
         return data

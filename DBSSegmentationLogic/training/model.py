@@ -73,7 +73,7 @@ def network_input(image: torch.Tensor, in_channels: int = 4) -> torch.Tensor:
                              torch.linspace(-1, 1, width), indexing="ij")
     channels = [image[None], x[None], y[None], z[None]]
     if in_channels == 14:
-        from .template import roi_prior
+        from ..segmentation.template import roi_prior
 
         channels.append(torch.from_numpy(roi_prior()))
     elif in_channels != 4:

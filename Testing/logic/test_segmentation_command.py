@@ -43,7 +43,13 @@ def test_success_writes_labels_table_and_report(tmp_path, capsys):
     assert 100 < stn_left["volume_mm3"] < 400
     table = (output.parent / "labels_colors.txt").read_text().splitlines()
     assert table[2].startswith("1 STN_left ")
-    assert sorted(p.name for p in output.parent.iterdir()) == ["labels.json", "labels.nii.gz", "labels_colors.txt"]
+    assert sorted(p.name for p in output.parent.iterdir()) == ["labels.json", "labels.nii.gz", "labels_colors.txt",
+                                                               "labels_uncertainty.nii.gz"]
+    uncertainty = read_volume(output.parent / "labels_uncertainty.nii.gz")
+    assert uncertainty.array.shape == source.array.shape and np.allclose(uncertainty.ijk_to_ras, source.ijk_to_ras)
+    assert 0.0 <= uncertainty.array.min() and uncertainty.array.max() <= 1.0
+    assert all(0.0 < s["confidence"] <= 1.0 for s in report["structures"])
+    assert report["outputs"]["uncertainty"].endswith("labels_uncertainty.nii.gz")
 
 
 def _write(tmp_path, name, image: sitk.Image):

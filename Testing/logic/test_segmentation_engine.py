@@ -1,5 +1,6 @@
-"""The segmentation engine end to end: held-out synthetic case, sides under axis flips and head
-rotations, the real head's plausibility, model integrity. Needs the shipped model."""
+"""The segmentation engine end to end: held-out synthetic case (better than the atlas through the same
+localization), sides under axis flips and head rotations, the real head's plausibility and plan, the
+integrity check of the engine's shipped anatomy."""
 import shutil
 
 import numpy as np
@@ -16,11 +17,13 @@ from DBSSegmentationLogic.training import synthesis
 #: ([1_000_003, v]) nor the benchmark ([2_000_017, n]).
 TEST_ENTROPY = 3_000_001
 
-# Regression guards for the shipped model (step 600 of stage 2), set just below what it measures on this
-# case (mean Dice 0.654, STN 0.40 / 0.62, worst centroid error 2.66 mm). They are BELOW the issue's targets
-# (mean 0.85, STN 0.80, centroid 1.0 mm), as docs/segmentation.md states.
-MEAN_DICE_MIN = 0.60
-STN_DICE_MIN = 0.35
+# Regression guards for the generative engine, set just below what it measures on this case (random
+# label-driven contrast, 2 mm slices: mean Dice 0.725 where the atlas through the same localization gives
+# 0.628; STN 0.78 / 0.36; worst centroid error 2.81 mm). The issue's targets are measured by the
+# benchmark on its physics-based contrasts (docs/segmentation.md), not here.
+MEAN_DICE_MIN = 0.70
+GAIN_OVER_ATLAS_MIN = 0.06
+STN_DICE_MIN = 0.33
 CENTROID_MAX_MM = 3.0
 
 
@@ -56,6 +59,10 @@ def test_held_out_synthetic_case_dice_and_centroids(synthetic_case, synthetic_re
     assert predicted.shape == truth.shape
     scores = {s.name: dice(predicted == s.code, truth == s.code) for s in L.STRUCTURES}
     assert np.mean(list(scores.values())) >= MEAN_DICE_MIN, scores
+    atlas = segmentation.segment(volume, segmentation.load_model(device="cpu"), deform=False,
+                                 localization=synthetic_result.localization).labels.array
+    atlas_mean = np.mean([dice(atlas == s.code, truth == s.code) for s in L.STRUCTURES])
+    assert np.mean(list(scores.values())) >= atlas_mean + GAIN_OVER_ATLAS_MIN, (scores, atlas_mean)
     assert min(scores["STN_left"], scores["STN_right"]) >= STN_DICE_MIN, scores
     for s in L.STRUCTURES:
         true_c = volume.ijk_to_ras_points(np.argwhere(truth == s.code).mean(0)[::-1])
@@ -132,22 +139,23 @@ def test_real_head_rotated_30_degrees_gives_the_same_anatomy(model, real_head, r
         assert np.linalg.norm(np.array(after.centroid_ras) - expected) < 1.5, before.name
 
 
-def test_corrupted_model_is_refused(tmp_path):
-    for name in ("manifest.json", "dbs_unet3d.pt"):
-        shutil.copy(segmentation.MANIFEST_PATH.parent / name, tmp_path / name)
+def test_corrupted_engine_anatomy_is_refused(tmp_path):
+    from DBSSegmentationLogic.segmentation import priors
+
+    for path in (priors.MANIFEST_PATH, priors.ANATOMY_PATH):
+        shutil.copy(path, tmp_path / path.name)
     segmentation.load_model(tmp_path / "manifest.json", device="cpu")  # intact copy loads
-    weights = tmp_path / "dbs_unet3d.pt"
-    data = bytearray(weights.read_bytes())
+    anatomy = tmp_path / priors.ANATOMY_PATH.name
+    data = bytearray(anatomy.read_bytes())
     data[len(data) // 2] ^= 0xFF
-    weights.write_bytes(bytes(data))
+    anatomy.write_bytes(bytes(data))
     with pytest.raises(segmentation.ModelIntegrityError, match="SHA-256"):
         segmentation.load_model(tmp_path / "manifest.json", device="cpu")
 
 
-#: Issue 4 asks for each STN target within 4 mm of its indirect target on the real head; the shipped
-#: model's STN reaches too far medially at the construction level (direct targets 7.7 mm lateral), which
-#: gives 4.3 mm on both sides. Guard set at what it measures, above the issue's 4 mm (docs/planning.md).
-REAL_HEAD_DIRECT_TO_INDIRECT_MAX_MM = 4.6
+#: Issue 4 asks for each STN target within 4 mm of its indirect target on the real head (the generative
+#: engine gives 2.2 mm left, 2.6 mm right; the network before it gave 4.3 mm).
+REAL_HEAD_DIRECT_TO_INDIRECT_MAX_MM = 4.0
 
 
 def test_real_head_plan_completes_with_targets_near_the_indirect_ones(real_head_result):

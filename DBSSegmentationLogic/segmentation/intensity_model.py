@@ -1,0 +1,45 @@
+"""Intensity model of the generative engine: one Gaussian per intensity group, fitted to the case.
+
+Nothing about the contrast is assumed: the means and variances are estimated from the image under the
+current (warped) prior by expectation-maximisation, so T1, T2, T2*, SWI, QSM and FLAIR are all handled by
+the same code. A variance floor keeps small structures from collapsing onto a few voxels.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def log_gaussian(image: torch.Tensor, mean: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
+    """(G, N) log-density of each voxel of ``image`` (N,) under each group's Gaussian."""
+    return (-0.5 * torch.log(2 * math.pi * variance)[:, None]
+            - 0.5 * (image[None] - mean[:, None]) ** 2 / variance[:, None])
+
+
+def fit_gaussians(image: torch.Tensor, prior: torch.Tensor, mean=None, variance=None, iterations: int = 5,
+                  variance_floor: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor]:
+    """EM estimate of the group means and variances.
+
+    ``image`` (N,) voxels inside the field of view; ``prior`` (G, N) the warped prior of each group.
+    Without a start (``mean`` None) the first estimate weighs the voxels by the prior alone.
+    """
+    if mean is None:
+        weight = prior
+        total = weight.sum(1) + 1e-6
+        mean = (weight * image).sum(1) / total
+        variance = (weight * (image - mean[:, None]) ** 2).sum(1) / total + variance_floor
+    for _ in range(iterations):
+        weight = torch.softmax(torch.log(prior + 1e-6) + log_gaussian(image, mean, variance), 0)
+        total = weight.sum(1) + 1e-6
+        mean = (weight * image).sum(1) / total
+        variance = (weight * (image - mean[:, None]) ** 2).sum(1) / total + variance_floor
+    return mean, variance
+
+
+def normalise_roi(image: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
+    """Percentiles 1 and 99 of the voxels inside the field of view map to 0 and 1 (clipped to [-0.5, 1.5])."""
+    values = image[inside]
+    values = values[:: max(1, values.numel() // 100_000)]
+    low, high = torch.quantile(values, torch.tensor([0.01, 0.99], device=values.device, dtype=values.dtype))
+    return ((image - low) / torch.clamp(high - low, min=1e-6)).clamp(-0.5, 1.5)
