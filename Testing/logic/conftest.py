@@ -43,12 +43,14 @@ def repo_root() -> Path:
 
 
 
+_STARTUP_LOCALE = locale.setlocale(locale.LC_ALL)
+
+
 @pytest.fixture(autouse=True)
 def _restore_the_process_locale():
     """GDCM's DICOM writer (used by tests that make DICOM series) leaves the process in the "C" locale,
     after which `subprocess.run(text=True)` decodes child output as ASCII and fails on "°" or "—".
     The product never writes DICOM (and reading one leaves the locale alone); restore it after each test."""
-    saved = locale.setlocale(locale.LC_ALL)
-    yield
-    if locale.setlocale(locale.LC_ALL) != saved:
-        locale.setlocale(locale.LC_ALL, saved)
+    yield  # (a module-scoped fixture may have written DICOM before this test started: restore to the start-up locale)
+    if locale.setlocale(locale.LC_ALL) != _STARTUP_LOCALE:
+        locale.setlocale(locale.LC_ALL, _STARTUP_LOCALE)
