@@ -1,26 +1,34 @@
-"""Benchmark of the segmentation engine against template registration (CIT168 affine + BSpline).
+"""Benchmark of the segmentation engine (issue 10), one run on the same held-out cases:
 
-    .venv/bin/python benchmarks/benchmark_segmentation.py --cases 10 [--out benchmarks/results]
+(a) the generative engine (``segmentation.engine.segment``), as shipped and with its dense deformation
+    stage switched on (``engine_dense``);
+(b) the CIT168 labels through the engine's own affine localization (atlas baseline), and through the exact
+    known pose of the case (what a perfect affine could give);
+(c) the network shipped before this engine (3D U-Net ``step600``, weights read from git history at
+    ``NETWORK_COMMIT``, same localization);
+(d) ANTs SyN (antspyx): the template T1 registered to the case (its own affine + SyN, Mattes MI), the
+    CIT168 labels carried by it.
 
-Cases:
-* held-out synthetic whole-brain cases: ``default_rng([BENCHMARK_ENTROPY, n])`` (never used in training,
-  whose cases come from ``default_rng([seed, step])`` and validation from ``[1_000_003, v]``): new
-  deformations and contrasts, a random pose (rotation up to 15 degrees about each axis, 10 mm shift,
-  5% scaling), 1 mm in-plane and 2 mm slices along a random axis;
-* the real CIT168 template (1 mm T1w, its own labels; note the model was trained from it);
-* the real head (no labels): plausibility of the centroids in AC-PC space, overlay figures;
-* the whole command on the real head resampled to 1 mm (wall time, peak memory of the process).
+    .venv/bin/python benchmarks/benchmark_segmentation.py [--cases 2] [--no-ants] [--out benchmarks/results]
 
-Per structure: Dice, 95% Hausdorff distance (mm), centroid error (mm); runtime per case for both methods.
+Cases (benchmarks/segmentation_cases.py): CIT168 anatomy with each nucleus moved/scaled per side, in T1,
+T2, SWI (T2*), QSM and FLAIR contrasts; BigBrain anatomy (independent nuclei) in T1, T2 and SWI; random
+pose, oblique grid, 2-3 mm slices, bias field and noise. ``--cases`` per family, T2 and SWI with CIT168
+anatomy one more (the issue's targets are measured there). Per structure: Dice, 95% Hausdorff distance,
+centroid error; per method: seconds and peak memory increase (resident set sampled every 20 ms).
+Also: the real head (plausibility in AC-PC space, figure kept out of the tree: CC BY-NC) and the whole
+``segment`` command on the real head resampled to 1 mm (wall time, peak RSS under GNU time).
 """
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import platform
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -31,16 +39,24 @@ from scipy import ndimage
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from DBSSegmentationLogic.io.volumes import Volume, read_volume, volume_to_sitk  # noqa: E402
-from DBSSegmentationLogic.segmentation import engine as segmentation  # noqa: E402
-from DBSSegmentationLogic.segmentation import labels as label_codes  # noqa: E402
-from DBSSegmentationLogic.segmentation import template  # noqa: E402
-from DBSSegmentationLogic.segmentation.model import network_input  # noqa: E402
-from DBSSegmentationLogic.training import synthesis  # noqa: E402
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import segmentation_cases as cases
 
-BENCHMARK_ENTROPY = 2_000_017
+from DBSSegmentationLogic.io.volumes import Volume, read_volume
+from DBSSegmentationLogic.segmentation import (
+    engine,
+    template,
+)
+from DBSSegmentationLogic.segmentation import labels as label_codes
+
 DATA = ROOT.parent / "shared" / "data"
 NAMES = [s.name for s in label_codes.STRUCTURES]
+NETWORK_COMMIT = "14f749d"
+METHODS = ("engine", "engine_dense", "atlas_affine", "atlas_exact_pose", "network", "ants_syn")
+#: The engine with its dense deformation stage switched on (3 rounds), measured beside the shipped setting.
+DENSE = {"deformation_rounds": 3}
+FAMILIES = [("cit168_varied", "T1"), ("cit168_varied", "T2"), ("cit168_varied", "SWI"), ("cit168_varied", "QSM"),
+            ("cit168_varied", "FLAIR"), ("bigbrain", "T1"), ("bigbrain", "T2"), ("bigbrain", "SWI")]
 
 
 # ----------------------------------------------------------------------------------- metrics
@@ -49,119 +65,217 @@ def dice(prediction: np.ndarray, truth: np.ndarray) -> float:
     return 2.0 * int((prediction & truth).sum()) / total if total else 1.0
 
 
-def _surface(mask: np.ndarray) -> np.ndarray:
-    return mask & ~ndimage.binary_erosion(mask)
-
-
 def hausdorff95_mm(prediction: np.ndarray, truth: np.ndarray, spacing_kji) -> float:
     if not prediction.any() or not truth.any():
-        return float("inf")
+        return float("nan")
     both = prediction | truth
     slices = ndimage.find_objects(both.astype(np.uint8))[0]
     slices = tuple(slice(max(0, s.start - 3), s.stop + 3) for s in slices)
     p, t = prediction[slices], truth[slices]
-    sp, st = _surface(p), _surface(t)
+    sp, st = p & ~ndimage.binary_erosion(p), t & ~ndimage.binary_erosion(t)
     to_t = ndimage.distance_transform_edt(~st, sampling=spacing_kji)
     to_p = ndimage.distance_transform_edt(~sp, sampling=spacing_kji)
     return float(np.percentile(np.concatenate([to_t[sp], to_p[st]]), 95))
 
 
-def centroid_mm(mask: np.ndarray, volume: Volume) -> np.ndarray | None:
-    if not mask.any():
-        return None
-    return volume.ijk_to_ras_points(np.argwhere(mask).mean(axis=0)[::-1])
-
-
 def evaluate(prediction: np.ndarray, truth: np.ndarray, grid: Volume) -> dict:
     spacing_kji = grid.spacing_mm[::-1]
     scores = {}
-    for structure in label_codes.STRUCTURES:
-        p, t = prediction == structure.code, truth == structure.code
-        cp, ct = centroid_mm(p, grid), centroid_mm(t, grid)
-        scores[structure.name] = {
-            "dice": dice(p, t), "hd95_mm": hausdorff95_mm(p, t, spacing_kji),
-            "centroid_error_mm": float(np.linalg.norm(cp - ct)) if cp is not None and ct is not None else float("inf")}
+    for s in label_codes.STRUCTURES:
+        p, t = prediction == s.code, truth == s.code
+        cp = grid.ijk_to_ras_points(np.argwhere(p).mean(0)[::-1]) if p.any() else None
+        ct = grid.ijk_to_ras_points(np.argwhere(t).mean(0)[::-1]) if t.any() else None
+        scores[s.name] = {"dice": dice(p, t), "hd95_mm": hausdorff95_mm(p, t, spacing_kji),
+                          "centroid_error_mm": float(np.linalg.norm(cp - ct)) if cp is not None and ct is not None
+                          else float("nan")}
     return scores
 
 
-# ----------------------------------------------------------------------------------- baseline
-def registration_baseline(case: Volume, template_t1: Volume, template_labels_ours: Volume,
-                          template_to_case_ras: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """Warp the CIT168 labels to the case: the given affine, refined by a BSpline (Mattes MI, 4x4x4 mesh
-    over the region of interest, L-BFGS-B, 2 levels); labels resampled nearest-neighbour onto the case
-    grid. Returns (affine-only labels, affine + BSpline labels, BSpline seconds)."""
-    fixed = sitk.Cast(volume_to_sitk(case), sitk.sitkFloat32)
-    moving = sitk.Cast(volume_to_sitk(template_t1), sitk.sitkFloat32)
-    flip = np.diag([-1.0, -1.0, 1.0, 1.0])
-    case_to_template_lps = flip @ np.linalg.inv(template_to_case_ras) @ flip
-    affine = sitk.AffineTransform(3)
-    affine.SetMatrix(case_to_template_lps[:3, :3].ravel().tolist())
-    affine.SetTranslation(case_to_template_lps[:3, 3].tolist())
-    # fixed region: the ROI box mapped into the case, as an index region of the case grid
-    roi = template.roi_ijk_to_template_ras()
-    size = np.array(template.ROI_SHAPE_IJK)
-    corners = np.array([[a, b, c] for a in (0, size[0]) for b in (0, size[1]) for c in (0, size[2])], dtype=float)
-    corners_case = case.ras_to_ijk_points((template_to_case_ras @ roi @ np.c_[corners, np.ones(8)].T).T[:, :3])
-    low = np.maximum(np.floor(corners_case.min(0)).astype(int), 0)
-    high = np.minimum(np.ceil(corners_case.max(0)).astype(int) + 1, np.array(case.shape_ijk))
-    fixed_roi = sitk.RegionOfInterest(fixed, (high - low).tolist(), low.tolist())
-    affine_only = sitk.Resample(volume_to_sitk(template_labels_ours), fixed, affine, sitk.sitkNearestNeighbor, 0)
-    started = time.perf_counter()
-    bspline = sitk.BSplineTransformInitializer(fixed_roi, [4, 4, 4])
-    method = sitk.ImageRegistrationMethod()
-    method.SetMetricAsMattesMutualInformation(32)
-    method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(0.2, 7)
-    method.SetInterpolator(sitk.sitkLinear)
-    method.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5, numberOfIterations=30)
-    method.SetShrinkFactorsPerLevel([2, 1])
-    method.SetSmoothingSigmasPerLevel([1.0, 0.0])
-    method.SetMovingInitialTransform(affine)
-    method.SetInitialTransform(bspline, inPlace=True)
-    method.Execute(fixed_roi, moving)
-    composite = sitk.CompositeTransform(affine)
-    composite.AddTransform(bspline)
-    warped = sitk.Resample(volume_to_sitk(template_labels_ours), fixed, composite, sitk.sitkNearestNeighbor, 0)
-    return (sitk.GetArrayFromImage(affine_only).astype(np.uint8), sitk.GetArrayFromImage(warped).astype(np.uint8),
-            time.perf_counter() - started)
+class PeakMemory:
+    """Peak resident-set increase (MB) of this process while the block runs (sampled every 20 ms)."""
+
+    def __enter__(self):
+        self.base = self.peak = self._rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    @staticmethod
+    def _rss() -> float:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * 4096 / 2**20
+
+    def _sample(self):
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self._rss())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+        self.mb = self.peak - self.base
+
+
+# ----------------------------------------------------------------------------------- the old network
+class LegacyNetwork:
+    """The U-Net shipped before this engine, read from git history (SHA-256 checked), run as it was:
+    ROI normalised, 14 channels (image, position, atlas prior), mirror averaging, largest component."""
+
+    def __init__(self):
+        from DBSSegmentationLogic.training.model import build_model
+
+        manifest = json.loads(subprocess.run(["git", "show", f"{NETWORK_COMMIT}:Resources/Models/manifest.json"],
+                                             cwd=ROOT, capture_output=True, check=True).stdout)
+        weights = subprocess.run(["git", "show", f"{NETWORK_COMMIT}:Resources/Models/{manifest['file']}"],
+                                 cwd=ROOT, capture_output=True, check=True).stdout
+        import hashlib
+        assert hashlib.sha256(weights).hexdigest() == manifest["sha256"], "network weights from git fail SHA-256"
+        self.manifest = manifest
+        self.network = build_model(manifest["architecture"])
+        self.network.load_state_dict(torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True))
+        self.network.eval()
+
+    def segment(self, volume: Volume, template_to_input_ras: np.ndarray) -> np.ndarray:
+        from DBSSegmentationLogic.segmentation.intensity import normalize_intensity
+        from DBSSegmentationLogic.training.model import network_input
+
+        roi, _ = engine.resample_to_roi(volume, template_to_input_ras)
+        image = normalize_intensity(torch.from_numpy(roi))
+        channels = self.manifest["architecture"]["in_channels"]
+        with torch.no_grad():
+            probabilities = torch.softmax(self.network(network_input(image, channels)), 1)
+            flipped = torch.softmax(self.network(network_input(torch.flip(image, dims=[2]), channels)), 1)
+            swap = torch.from_numpy(label_codes.mirror_lookup())
+            probabilities = 0.5 * (probabilities + torch.flip(flipped, dims=[4])[:, swap])
+        labels_roi = engine.keep_largest_components(probabilities.argmax(1)[0].numpy().astype(np.uint8))
+        one_hot = np.eye(label_codes.NUM_CLASSES, dtype=np.float32)[labels_roi].transpose(3, 0, 1, 2)
+        return engine.posterior_to_input(one_hot, volume, template_to_input_ras)[0]
+
+
+# ----------------------------------------------------------------------------------- ANTs SyN
+def ants_syn(volume: Volume, template_to_input_ras: np.ndarray, t1: Volume, atlas_labels: Volume,
+             threads: int) -> np.ndarray:
+    """ANTs SyN of the template T1 (cropped to the ROI + 20 mm) onto the case (cropped to the ROI as the
+    localization maps it, + 15 mm); ANTs' own affine first (``type_of_transform='SyN'``); the CIT168
+    labels through the result (genericLabel), pasted into the case grid."""
+    import os
+    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(threads)
+    import ants
+
+    def crop_box(grid: Volume, matrix: np.ndarray, margin_mm: float):
+        roi = template.roi_ijk_to_template_ras()
+        size = np.array(template.ROI_SHAPE_IJK)
+        corners = np.array([[a, b, c] for a in (0, size[0]) for b in (0, size[1]) for c in (0, size[2])], float)
+        ras = (matrix @ roi @ np.c_[corners, np.ones(8)].T).T[:, :3]
+        ijk = grid.ras_to_ijk_points(ras)
+        pad = margin_mm / grid.spacing_mm
+        low = np.maximum(np.floor(ijk.min(0) - pad).astype(int), 0)
+        high = np.minimum(np.ceil(ijk.max(0) + pad).astype(int) + 1, np.array(grid.shape_ijk))
+        return low, high
+
+    def to_ants(grid: Volume, low, high, array):
+        sub = np.ascontiguousarray(array[low[2]:high[2], low[1]:high[1], low[0]:high[0]].astype(np.float32))
+        shift = np.eye(4)
+        shift[:3, 3] = low
+        matrix = grid.ijk_to_ras @ shift
+        spacing = np.linalg.norm(matrix[:3, :3], axis=0)
+        direction_ras = matrix[:3, :3] / spacing
+        lps = np.diag([-1.0, -1.0, 1.0])
+        image = ants.from_numpy(sub.transpose(2, 1, 0).copy(), origin=tuple((lps @ matrix[:3, 3]).tolist()),
+                                spacing=tuple(spacing.tolist()), direction=lps @ direction_ras)
+        return image
+
+    low_c, high_c = crop_box(volume, template_to_input_ras, 15.0)
+    low_t, high_t = crop_box(t1, np.eye(4), 20.0)
+    fixed = to_ants(volume, low_c, high_c, volume.array)
+    moving = to_ants(t1, low_t, high_t, t1.array)
+    moving_labels = to_ants(atlas_labels, low_t, high_t, atlas_labels.array)
+    result = ants.registration(fixed=fixed, moving=moving, type_of_transform="SyN", random_seed=1)
+    warped = ants.apply_transforms(fixed=fixed, moving=moving_labels, transformlist=result["fwdtransforms"],
+                                   interpolator="genericLabel")
+    out = np.zeros(volume.array.shape, dtype=np.uint8)
+    out[low_c[2]:high_c[2], low_c[1]:high_c[1], low_c[0]:high_c[0]] = warped.numpy().transpose(2, 1, 0).round().astype(np.uint8)
+    return out
 
 
 # ----------------------------------------------------------------------------------- runs
-def summarise(per_case: list[dict]) -> dict:
+def run_case(case: cases.Case, model, network, t1, atlas_labels, threads, use_ants) -> dict:
+    volume = Volume(case.image, case.ijk_to_ras)
+    out = {"name": case.name, "family": case.family, "anatomy": case.anatomy_source, "params": case.params,
+           "scores": {}, "seconds": {}, "peak_mb": {}}
+    with PeakMemory() as memory:
+        started = time.perf_counter()
+        result = engine.segment(volume, model)
+        out["seconds"]["engine"] = time.perf_counter() - started
+    out["peak_mb"]["engine"] = memory.mb
+    located = result.localization.template_to_input_ras
+    out["engine_fallback"] = result.fallback
+    out["engine_confidence"] = {s.name: s.confidence for s in result.structures}
+    out["engine_flags"] = {s.name: s.flags for s in result.structures}
+    out["engine_fit"] = {k: result.fit[k] for k in ("min_jacobian", "max_displacement_mm", "seconds")}
+    out["scores"]["engine"] = evaluate(result.labels.array, case.truth, volume)
+    with PeakMemory() as memory:
+        started = time.perf_counter()
+        dense = engine.segment(volume, model, parameters=DENSE, localization=result.localization)
+        out["seconds"]["engine_dense"] = time.perf_counter() - started + result.timings_s["localization"]
+    out["peak_mb"]["engine_dense"] = memory.mb
+    out["scores"]["engine_dense"] = evaluate(dense.labels.array, case.truth, volume)
+    out["engine_dense_fit"] = {k: dense.fit[k] for k in ("min_jacobian", "max_displacement_mm", "seconds")}
+    prior = model.prior.output_prior()
+    localization_s = result.timings_s["localization"]
+    for name, matrix in (("atlas_affine", located), ("atlas_exact_pose", np.linalg.inv(case.pose))):
+        with PeakMemory() as memory:
+            started = time.perf_counter()
+            labels = engine.keep_largest_components(engine.posterior_to_input(prior, volume, matrix)[0])
+            out["seconds"][name] = time.perf_counter() - started + (localization_s if name == "atlas_affine" else 0.0)
+        out["peak_mb"][name] = memory.mb
+        out["scores"][name] = evaluate(labels, case.truth, volume)
+    if network is not None:
+        with PeakMemory() as memory:
+            started = time.perf_counter()
+            labels = network.segment(volume, located)
+            out["seconds"]["network"] = time.perf_counter() - started + localization_s
+        out["peak_mb"]["network"] = memory.mb
+        out["scores"]["network"] = evaluate(labels, case.truth, volume)
+    if use_ants:
+        with PeakMemory() as memory:
+            started = time.perf_counter()
+            labels = ants_syn(volume, located, t1, atlas_labels, threads)
+            out["seconds"]["ants_syn"] = time.perf_counter() - started
+        out["peak_mb"]["ants_syn"] = memory.mb
+        out["scores"]["ants_syn"] = evaluate(labels, case.truth, volume)
+    line = " | ".join(f"{m} {np.mean([v['dice'] for v in out['scores'][m].values()]):.3f} ({out['seconds'][m]:.1f} s)"
+                      for m in out["scores"])
+    print(f"{case.name}: {line} | fallback {result.fallback or '-'}", flush=True)
+    return out
+
+
+def family_summary(runs: list[dict]) -> dict:
     summary = {}
-    for name in NAMES:
-        values = {metric: [case[name][metric] for case in per_case] for metric in ("dice", "hd95_mm", "centroid_error_mm")}
-        summary[name] = {"dice_mean": float(np.mean(values["dice"])), "dice_min": float(np.min(values["dice"])),
-                         "hd95_mm_mean": float(np.mean(values["hd95_mm"])),
-                         "centroid_error_mm_mean": float(np.mean(values["centroid_error_mm"])),
-                         "centroid_error_mm_max": float(np.max(values["centroid_error_mm"]))}
-    summary["mean_dice_all"] = float(np.mean([summary[n]["dice_mean"] for n in NAMES]))
+    for method in METHODS:
+        have = [r for r in runs if method in r["scores"]]
+        if not have:
+            continue
+        per = {}
+        for name in NAMES:
+            per[name] = {metric: float(np.nanmean([r["scores"][method][name][metric] for r in have]))
+                         for metric in ("dice", "hd95_mm", "centroid_error_mm")}
+        summary[method] = {
+            "structures": per,
+            "mean_dice": float(np.mean([per[n]["dice"] for n in NAMES])),
+            "mean_hd95_mm": float(np.mean([per[n]["hd95_mm"] for n in NAMES])),
+            "mean_centroid_error_mm": float(np.mean([per[n]["centroid_error_mm"] for n in NAMES])),
+            "stn_dice_left_right": [per["STN_left"]["dice"], per["STN_right"]["dice"]],
+            "centroid_error_rn_sn_stn_max_mm": float(max(per[f"{n}_{s}"]["centroid_error_mm"]
+                                                         for n in ("RN", "SN", "STN") for s in ("left", "right"))),
+            "seconds_mean": float(np.mean([r["seconds"][method] for r in have])),
+            "peak_mb_max": float(np.max([r["peak_mb"][method] for r in have])),
+        }
     return summary
 
 
-def run_case(name: str, case: Volume, truth: np.ndarray, model, template_t1, template_labels) -> dict:
-    started = time.perf_counter()
-    result = segmentation.segment(case, model)
-    ours_s = time.perf_counter() - started
-    ours = evaluate(result.labels.array, truth, case)
-    affine_labels, baseline_labels, bspline_s = registration_baseline(
-        case, template_t1, template_labels, result.localization.template_to_input_ras)
-    baseline_s = bspline_s + result.timings_s["localization"]
-    baseline = evaluate(baseline_labels, truth, case)
-    affine = evaluate(affine_labels, truth, case)
-    print(f"{name}: ours {ours_s:5.1f} s mean Dice {np.mean([v['dice'] for v in ours.values()]):.3f} | "
-          f"registration {baseline_s:5.1f} s mean Dice {np.mean([v['dice'] for v in baseline.values()]):.3f}",
-          flush=True)
-    return {"ours": ours, "baseline": baseline, "affine": affine, "ours_s": ours_s, "baseline_s": baseline_s,
-            "labels": result.labels.array,
-            "ours_timings_s": result.timings_s, "flags": {s.name: s.flags for s in result.structures}}
-
-
 def whole_command(image_path: Path, workdir: Path) -> dict:
-    """Run the CLI in a child process under GNU time: wall time and peak resident memory of the child.
-
-    (``resource.RUSAGE_CHILDREN`` is not used: it reported the benchmark's own 2 GB for the forked child.)
-    """
     output = workdir / "labels.nii.gz"
     command = [sys.executable, "-m", "DBSSegmentationLogic", "segment", "--input", str(image_path),
                "--output", str(output), "--device", "cpu"]
@@ -174,231 +288,188 @@ def whole_command(image_path: Path, workdir: Path) -> dict:
     for line in completed.stderr.splitlines():
         if "Maximum resident set size" in line:
             peak_mb = int(line.split(":")[-1]) / 1024.0
-    return {"exit_code": completed.returncode, "wall_s": wall_s, "peak_rss_mb": peak_mb}
+    report = json.loads((workdir / "labels.json").read_text()) if completed.returncode == 0 else {}
+    return {"exit_code": completed.returncode, "wall_s": wall_s, "peak_rss_mb": peak_mb,
+            "timings_s": report.get("timings_s", {}),
+            "uncertainty_written": (workdir / "labels_uncertainty.nii.gz").exists()}
 
 
-def overlay_figure(volume: Volume, labels: np.ndarray, centre_ras, path: Path, title: str) -> None:
-    """Axial, coronal and sagittal slices through ``centre_ras`` resampled to 0.5 mm, with label contours."""
+def markdown(report: dict) -> str:
+    lines = [f"Command: `{report['command']}`; {report['hardware']}.", ""]
+    labels = {"engine": "engine (this)", "engine_dense": "engine + dense deformation", "atlas_affine": "atlas, engine's affine", "atlas_exact_pose":
+              "atlas, exact pose", "network": "network (old)", "ants_syn": "ANTs SyN"}
+    lines += ["| family | cases | method | mean Dice (gain vs atlas-affine) | STN Dice L / R | HD95 mm | "
+              "centroid mm (mean; worst of RN/SN/STN) | s / case | peak MB |", "|---|---|---|---|---|---|---|---|---|"]
+    for key, family in report["families"].items():
+        base = family["summary"]["atlas_affine"]["mean_dice"]
+        for method, s in family["summary"].items():
+            gain = s["mean_dice"] - base
+            lines.append(f"| {key} | {family['cases']} | {labels[method]} | {s['mean_dice']:.3f} ({gain:+.3f}) | "
+                         f"{s['stn_dice_left_right'][0]:.2f} / {s['stn_dice_left_right'][1]:.2f} | "
+                         f"{s['mean_hd95_mm']:.2f} | {s['mean_centroid_error_mm']:.2f}; "
+                         f"{s['centroid_error_rn_sn_stn_max_mm']:.2f} | {s['seconds_mean']:.1f} | {s['peak_mb_max']:.0f} |")
+    lines += ["", "Per structure, Dice of the engine (atlas through the exact pose) per family:", "",
+              "| family | " + " | ".join(NAMES) + " |", "|---" * (len(NAMES) + 1) + "|"]
+    for key, family in report["families"].items():
+        e, x = family["summary"]["engine"]["structures"], family["summary"]["atlas_exact_pose"]["structures"]
+        lines.append(f"| {key} | " + " | ".join(f"{e[n]['dice']:.2f} ({x[n]['dice']:.2f})" for n in NAMES) + " |")
+    if "targets" in report:
+        lines += ["", "Issue-10 targets:", "", "| target | measured | met |", "|---|---|---|"]
+        for t in report["targets"]:
+            lines.append(f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else '**no**'} |")
+    if "confidence" in report:
+        c = report["confidence"]
+        lines += ["", f"Confidence (mean max-posterior per structure) against Dice, engine, all cases: "
+                  f"Spearman {c['spearman']:.2f}; structures with confidence < {c['threshold']}: "
+                  f"{c['below']} of {c['total']}, their mean Dice {c['dice_below']:.3f} vs {c['dice_above']:.3f} above."]
+    if "real_head" in report:
+        lines += ["", "Real head (head01, no labels), engine: centroids in AC-PC space (automatic landmarks).", "",
+                  "| structure | volume mm³ | lateral | AP | vertical | confidence | flags |", "|---|---|---|---|---|---|---|"]
+        for s in report["real_head"]["structures"]:
+            c = s["centroid_acpc"] or [float("nan")] * 3
+            lines.append(f"| {s['name']} | {s['volume_mm3']:.0f} | {c[0]:.1f} | {c[1]:.1f} | {c[2]:.1f} | "
+                         f"{s.get('confidence')} | {', '.join(s['flags']) or 'ok'} |")
+    if "whole_command_1mm_head" in report:
+        w = report["whole_command_1mm_head"]
+        lines += ["", f"Whole `segment` command, real head resampled to 1 mm: exit {w['exit_code']}, wall {w['wall_s']:.1f} s, "
+                  f"peak RSS {w['peak_rss_mb']:.0f} MB, uncertainty map written: {w['uncertainty_written']}; "
+                  f"timings {w['timings_s']}."]
+    return "\n".join(lines) + "\n"
+
+
+def dice_figure(report: dict, path: Path) -> None:
+    """Mean Dice per family and method (bars), the figure of docs/segmentation.md."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
 
-    colours = np.zeros((label_codes.NUM_CLASSES, 4))
-    for s in label_codes.STRUCTURES:
-        colours[s.code] = [*(np.array(s.colour_rgb) / 255.0), 0.45]
-    cmap = ListedColormap(colours)
-    half_mm, step_mm = 35.0, 0.5
-    offsets = np.arange(-half_mm, half_mm + step_mm / 2, step_mm)
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.6))
-    planes = {"axial": (0, 1), "coronal": (0, 2), "sagittal": (1, 2)}
-    for axis, (plane, (u, v)) in zip(axes, planes.items()):
-        grid_u, grid_v = np.meshgrid(offsets, offsets, indexing="xy")
-        points = np.tile(np.asarray(centre_ras, dtype=float), (grid_u.size, 1))
-        points[:, u] += grid_u.ravel()
-        points[:, v] += grid_v.ravel()
-        ijk = volume.ras_to_ijk_points(points)[:, ::-1].T
-        image = ndimage.map_coordinates(volume.array.astype(np.float32), ijk, order=1).reshape(grid_u.shape)
-        label = ndimage.map_coordinates(labels, ijk, order=0).reshape(grid_u.shape)
-        extent = [centre_ras[u] - half_mm, centre_ras[u] + half_mm, centre_ras[v] - half_mm, centre_ras[v] + half_mm]
-        low, high = np.percentile(image, [1, 99.5])
-        axis.imshow(image, cmap="gray", origin="lower", extent=extent, vmin=low, vmax=high)
-        axis.imshow(np.ma.masked_equal(label, 0), cmap=cmap, vmin=0, vmax=label_codes.NUM_CLASSES - 1,
-                    origin="lower", extent=extent, interpolation="nearest")
-        axis.set_title(f"{plane} through {np.round(centre_ras[3 - u - v], 1)} mm")
-        axis.set_xlabel("RAS " + "RAS"[u] + " (mm)")
-        axis.set_ylabel("RAS " + "RAS"[v] + " (mm)")
-    fig.suptitle(title + " — neurological view: the patient's right is on the right")
+    families = list(report["families"])
+    methods = [m for m in ("engine", "atlas_affine", "atlas_exact_pose", "network", "ants_syn")
+               if all(m in report["families"][f]["summary"] for f in families)]
+    names = {"engine": "engine", "atlas_affine": "atlas (engine's affine)", "atlas_exact_pose": "atlas (exact pose)",
+             "network": "old network", "ants_syn": "ANTs SyN"}
+    fig, axis = plt.subplots(figsize=(12, 4.2))
+    width = 0.8 / len(methods)
+    x = np.arange(len(families))
+    for index, method in enumerate(methods):
+        axis.bar(x + (index - (len(methods) - 1) / 2) * width,
+                 [report["families"][f]["summary"][method]["mean_dice"] for f in families], width, label=names[method])
+    axis.set_xticks(x)
+    axis.set_xticklabels([f"{f}\n({report['families'][f]['cases']} cases)" for f in families], fontsize=8)
+    axis.set_ylabel("mean Dice, 10 structures")
+    axis.set_ylim(0, 1)
+    axis.legend(fontsize=8, ncol=5, loc="upper center")
+    axis.set_title("Held-out cases: moved/scaled nuclei (CIT168) or BigBrain nuclei, physics-based contrasts, "
+                   "2-3 mm oblique slices", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
-def dice_figure(synthetic: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axis = plt.subplots(figsize=(10, 4))
-    x = np.arange(len(NAMES))
-    for offset, method, label in ((-0.2, "ours", "3D U-Net (this engine)"), (0.2, "baseline", "CIT168 affine + BSpline")):
-        axis.bar(x + offset, [synthetic[method][n]["dice_mean"] for n in NAMES], width=0.4, label=label)
-    axis.set_xticks(x)
-    axis.set_xticklabels(NAMES, rotation=30)
-    axis.set_ylabel("mean Dice")
-    axis.set_ylim(0, 1)
-    axis.axhline(0.85, color="k", lw=0.5, ls="--")
-    axis.legend()
-    axis.set_title("Held-out synthetic cases (random contrast, pose, deformation, 2 mm slices)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+def targets(report: dict) -> list[dict]:
+    out = []
+    fam = report["families"]
+    for key in ("cit168_varied-T2", "cit168_varied-SWI"):
+        if key not in fam:
+            continue
+        e, x = fam[key]["summary"]["engine"], fam[key]["summary"]["atlas_exact_pose"]
+        out.append({"target": f"{key}: mean Dice >= 0.75", "measured": f"{e['mean_dice']:.3f}", "met": e["mean_dice"] >= 0.75})
+        stn = e["stn_dice_left_right"]
+        out.append({"target": f"{key}: STN Dice >= 0.70 per side", "measured": f"{stn[0]:.2f} / {stn[1]:.2f}",
+                    "met": min(stn) >= 0.70})
+        out.append({"target": f"{key}: mean >= atlas exact pose + 0.08", "measured":
+                    f"{e['mean_dice']:.3f} vs {x['mean_dice']:.3f} + 0.08", "met": e["mean_dice"] >= x["mean_dice"] + 0.08})
+        worst = e["centroid_error_rn_sn_stn_max_mm"]
+        out.append({"target": f"{key}: centroid error <= 1.0 mm for RN, SN, STN (mean per structure)",
+                    "measured": f"worst {worst:.2f} mm", "met": worst <= 1.0})
+    for key in ("cit168_varied-T1", "bigbrain-T1"):
+        if key in fam:
+            e, x = fam[key]["summary"]["engine"], fam[key]["summary"]["atlas_exact_pose"]
+            out.append({"target": f"{key}: at least the atlas through the exact pose", "measured":
+                        f"{e['mean_dice']:.3f} vs {x['mean_dice']:.3f}", "met": e["mean_dice"] >= x["mean_dice"]})
+    for key in ("bigbrain-T2", "bigbrain-SWI", "bigbrain-T1"):
+        if key in fam:
+            e, x = fam[key]["summary"]["engine"], fam[key]["summary"]["atlas_exact_pose"]
+            out.append({"target": f"{key}: above the atlas-to-atlas agreement (CIT168 through the exact pose vs "
+                        "BigBrain labels)", "measured": f"{e['mean_dice']:.3f} vs {x['mean_dice']:.3f}",
+                        "met": e["mean_dice"] > x["mean_dice"]})
+    return out
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", type=int, default=10)
+    parser.add_argument("--cases", type=int, default=2, help="cases per family (T2 and SWI of CIT168 anatomy: one more)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--figures", type=Path, default=ROOT / "docs" / "figures")
-    parser.add_argument("--private-figures", type=Path, default=ROOT / "logs" / "figures",
-                        help="where the real-head figures go (CC BY-NC image: not shipped)")
-    parser.add_argument("--threads", type=int, default=2, help="torch and ITK threads")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-ants", action="store_true")
+    parser.add_argument("--no-network", action="store_true")
+    parser.add_argument("--no-head", action="store_true")
+    parser.add_argument("--families", nargs="*", help="subset, e.g. cit168_varied-T2 bigbrain-SWI")
+    parser.add_argument("--uncertain-threshold", type=float, default=engine.UNCERTAIN_CONFIDENCE)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    model = segmentation.load_model(device="cpu")
+    model = engine.load_model(device="cpu")
+    network = None if args.no_network else LegacyNetwork()
     t1 = read_volume(DATA / "cit168" / "cit168_t1w.nii.gz")
     cit = read_volume(DATA / "cit168" / "cit168_labels.nii.gz")
-    labels_ours = cit.with_array(label_codes.cit168_to_ours(cit.array))
-    generator = synthesis.LabelDrivenGenerator(t1.array, cit.array, t1.ijk_to_ras)
-    box = synthesis.brain_box_ras(t1.array, t1.ijk_to_ras)
-    report = {"hardware": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                           "python": platform.python_version(), "torch": torch.__version__},
-              "model": {k: model.manifest.get(k) for k in ("name", "version", "sha256")}}
-
-    # network forward alone on the ROI
-    roi_input = network_input(torch.rand(*template.roi_array_shape()), model.manifest["architecture"].get("in_channels", 1))
-    with torch.no_grad():
-        model.network(roi_input)
-        forward = []
-        for _ in range(5):
-            started = time.perf_counter()
-            model.network(roi_input)
-            forward.append(time.perf_counter() - started)
-    report["network_forward_s_median"] = float(np.median(forward))
-    print(f"network forward on the ROI: {np.median(forward):.3f} s (median of 5)", flush=True)
-
-    per_case = []
-    for n in range(args.cases):
-        rng = np.random.default_rng([BENCHMARK_ENTROPY, n])
-        (image, matrix), (truth, _), _ = synthesis.synthesize_case(generator, rng, box)
-        case = Volume(image, matrix)
-        result = run_case(f"synthetic {n} spacing {np.round(case.spacing_mm, 1).tolist()}", case, truth, model, t1, labels_ours)
-        per_case.append(result)
-        if n == 0:
-            centre = centroid_mm(truth == label_codes.BY_NAME["STN_left"].code, case)
-            overlay_figure(case, result.pop("labels"), centre, args.figures / "segmentation_synthetic_case0.png",
-                           "held-out synthetic case 0: network labels")
-        result.pop("labels", None)
-    synthetic = {"ours": summarise([c["ours"] for c in per_case]),
-                 "baseline": summarise([c["baseline"] for c in per_case]),
-                 "affine": summarise([c["affine"] for c in per_case]),
-                 "ours_s_mean": float(np.mean([c["ours_s"] for c in per_case])),
-                 "baseline_s_mean": float(np.mean([c["baseline_s"] for c in per_case])),
-                 "cases": per_case}
-    report["synthetic"] = synthetic
-    dice_figure(synthetic, args.figures / "segmentation_dice_synthetic.png")
-
-    # the real template (training source, real intensities)
-    template_result = run_case("CIT168 template", t1, labels_ours.array, model, t1, labels_ours)
-    template_result.pop("labels")
-    report["template"] = template_result
-    result = segmentation.segment(t1, model)
-    overlay_figure(t1, result.labels.array, [-11.1, -12.7, -7.6], args.figures / "segmentation_cit168_template.png",
-                   "CIT168 template (CC BY 4.0, Pauli et al. 2018): network labels")
-
-    # the real head (no labels): plausibility and figures (kept out of the shipped tree)
-    head = read_volume(DATA / "real_heads" / "head01_t1w.nii.gz")
+    atlas_labels = cit.with_array(label_codes.cit168_to_ours(cit.array))
     started = time.perf_counter()
-    head_result = segmentation.segment(head, model)
-    head_s = time.perf_counter() - started
-    report["real_head"] = {"seconds": head_s, **head_result.to_dict()}
-    # view centred on where the template's left STN lands in this head
-    matrix = head_result.localization.template_to_input_ras
-    centre = matrix[:3, :3] @ np.array([-11.1, -12.7, -7.6]) + matrix[:3, 3]
-    overlay_figure(head, head_result.labels.array, centre, args.private_figures / "head01_overlay.png",
-                   "head01 (CC BY-NC 4.0, McCausland Center): network labels")
-    for s in head_result.structures:
-        print(f"real head {s.name:10s} volume {s.volume_mm3:7.1f} mm3 centroid AC-PC {s.centroid_acpc} flags {s.flags}")
-
-    # whole command on a 1 mm whole-head image
-    with tempfile.TemporaryDirectory() as workdir:
-        head_sitk = sitk.ReadImage(str(DATA / "real_heads" / "head01_t1w.nii.gz"))
-        size = [int(round(n * s)) for n, s in zip(head_sitk.GetSize(), head_sitk.GetSpacing())]
-        head_1mm = sitk.Resample(head_sitk, size, sitk.Transform(), sitk.sitkLinear, head_sitk.GetOrigin(),
-                                 (1.0, 1.0, 1.0), head_sitk.GetDirection(), 0.0, head_sitk.GetPixelID())
-        path = Path(workdir) / "head_1mm.nii.gz"
-        sitk.WriteImage(head_1mm, str(path))
-        command = whole_command(path, Path(workdir))
-        report["whole_command_1mm_head"] = {**command, "size": size}
-        print(f"whole command, 1 mm head {size}: exit {command['exit_code']}, wall {command['wall_s']:.1f} s, "
-              f"peak RSS {command['peak_rss_mb']:.0f} MB", flush=True)
-
-    print_tables(report)
-    (args.out / "segmentation_benchmark.md").write_text(markdown_tables(report))
-    summary = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "hardware": report["hardware"],
-               "held_out_synthetic_cases": len(report["synthetic"]["cases"]),
-               "dice_mean_ours": {n: round(report["synthetic"]["ours"][n]["dice_mean"], 3) for n in NAMES},
-               "dice_mean_registration": {n: round(report["synthetic"]["baseline"][n]["dice_mean"], 3) for n in NAMES},
-               "centroid_error_mm_mean_ours": {n: round(report["synthetic"]["ours"][n]["centroid_error_mm_mean"], 2)
-                                               for n in NAMES},
-               "mean_dice_ours": round(report["synthetic"]["ours"]["mean_dice_all"], 3),
-               "mean_dice_registration": round(report["synthetic"]["baseline"]["mean_dice_all"], 3),
-               "seconds_per_case_ours": round(report["synthetic"]["ours_s_mean"], 2),
-               "seconds_per_case_registration": round(report["synthetic"]["baseline_s_mean"], 2),
-               "network_forward_s": round(report["network_forward_s_median"], 3),
-               "whole_command_1mm_head": {k: report["whole_command_1mm_head"][k] for k in ("wall_s", "peak_rss_mb")}}
-    (args.out / "segmentation_benchmark_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    report = {"command": " ".join(["python", *[Path(a).name if i == 0 else a for i, a in enumerate(sys.argv)]]),
+              "hardware": f"{platform.machine()} {platform.processor() or ''}, {args.threads} torch/ITK threads, "
+                          f"Python {platform.python_version()}, torch {torch.__version__}",
+              "families": {}}
+    seed = 0
+    all_runs = []
+    for anatomy, family in FAMILIES:
+        key = f"{anatomy}-{family}"
+        if args.families and key not in args.families:
+            continue
+        count = args.cases + (1 if key in ("cit168_varied-T2", "cit168_varied-SWI") else 0)
+        runs = []
+        for n in range(count):
+            case = cases.make_case(1000 * FAMILIES.index((anatomy, family)) + n, family, anatomy)
+            runs.append(run_case(case, model, network, t1, atlas_labels, args.threads, not args.no_ants))
+        all_runs += runs
+        report["families"][key] = {"cases": count, "summary": family_summary(runs), "runs": runs}
+        seed += count
+    # confidence against accuracy (engine)
+    pairs = [(r["engine_confidence"][n], r["scores"]["engine"][n]["dice"]) for r in all_runs for n in NAMES
+             if r["engine_confidence"][n] is not None]
+    if pairs:
+        from scipy.stats import spearmanr
+        conf, dices = np.array(pairs).T
+        below = conf < args.uncertain_threshold
+        report["confidence"] = {"spearman": float(spearmanr(conf, dices)[0]), "threshold": args.uncertain_threshold,
+                                "below": int(below.sum()), "total": len(conf),
+                                "dice_below": float(dices[below].mean()) if below.any() else float("nan"),
+                                "dice_above": float(dices[~below].mean()) if (~below).any() else float("nan"),
+                                "pairs": np.round(pairs, 3).tolist()}
+    report["targets"] = targets(report)
+    if not args.no_head:
+        head = read_volume(DATA / "real_heads" / "head01_t1w.nii.gz")
+        result = engine.segment(head, model)
+        report["real_head"] = {"structures": [s.to_dict() for s in result.structures], "fallback": result.fallback,
+                               "timings_s": result.timings_s}
+        with tempfile.TemporaryDirectory() as workdir:
+            head_sitk = sitk.ReadImage(str(DATA / "real_heads" / "head01_t1w.nii.gz"))
+            size = [int(round(n * s)) for n, s in zip(head_sitk.GetSize(), head_sitk.GetSpacing())]
+            head_1mm = sitk.Resample(head_sitk, size, sitk.Transform(), sitk.sitkLinear, head_sitk.GetOrigin(),
+                                     (1.0, 1.0, 1.0), head_sitk.GetDirection(), 0.0, head_sitk.GetPixelID())
+            path = Path(workdir) / "head_1mm.nii.gz"
+            sitk.WriteImage(head_1mm, str(path))
+            report["whole_command_1mm_head"] = {**whole_command(path, Path(workdir)), "size": size}
+    report["benchmark_minutes"] = (time.perf_counter() - started) / 60
+    dice_figure(report, args.figures / "segmentation_benchmark_dice.png")
+    text = markdown(report)
+    print(text)
+    (args.out / "segmentation_benchmark.md").write_text(text)
     (args.out / "segmentation_benchmark.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
-    print(f"wrote {args.out / 'segmentation_benchmark.json'}")
+    print(f"wrote {args.out / 'segmentation_benchmark.json'} ({report['benchmark_minutes']:.1f} min)")
     return 0
-
-
-def markdown_tables(report: dict) -> str:
-    synthetic = report["synthetic"]
-    lines = [f"Held-out synthetic cases: {len(synthetic['cases'])}. Mean time per case: network pipeline "
-             f"{synthetic['ours_s_mean']:.1f} s, registration (affine + BSpline) {synthetic['baseline_s_mean']:.1f} s.", "",
-             "| structure | Dice (ours) | min Dice | HD95 mm | centroid err. mm (mean / max) | Dice affine+BSpline | "
-             "HD95 mm | centroid err. mm | Dice affine only |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for name in NAMES:
-        o, b, a = synthetic["ours"][name], synthetic["baseline"][name], synthetic["affine"][name]
-        lines.append(f"| {name} | {o['dice_mean']:.3f} | {o['dice_min']:.2f} | {o['hd95_mm_mean']:.2f} | "
-                     f"{o['centroid_error_mm_mean']:.2f} / {o['centroid_error_mm_max']:.2f} | {b['dice_mean']:.3f} | "
-                     f"{b['hd95_mm_mean']:.2f} | {b['centroid_error_mm_mean']:.2f} | {a['dice_mean']:.3f} |")
-    lines.append(f"| **mean** | **{synthetic['ours']['mean_dice_all']:.3f}** | | | | "
-                 f"**{synthetic['baseline']['mean_dice_all']:.3f}** | | | **{synthetic['affine']['mean_dice_all']:.3f}** |")
-    t = report["template"]
-    lines += ["", "CIT168 template (1 mm, real T1w intensities; the training source):", "",
-              "| structure | Dice (ours) | centroid err. mm | Dice affine+BSpline |", "|---|---|---|---|"]
-    for name in NAMES:
-        lines.append(f"| {name} | {t['ours'][name]['dice']:.3f} | {t['ours'][name]['centroid_error_mm']:.2f} | "
-                     f"{t['baseline'][name]['dice']:.3f} |")
-    head = report["real_head"]
-    lines += ["", "Real head (head01, no labels): structure centroids in AC-PC space (automatic AC/PC/midline).", "",
-              "| structure | volume mm³ | lateral mm | AP mm | vertical mm | flags |", "|---|---|---|---|---|---|"]
-    for s in head["structures"]:
-        c = s["centroid_acpc"] or [float("nan")] * 3
-        lines.append(f"| {s['name']} | {s['volume_mm3']:.0f} | {c[0]:.1f} | {c[1]:.1f} | {c[2]:.1f} | "
-                     f"{', '.join(s['flags']) or 'ok'} |")
-    command = report["whole_command_1mm_head"]
-    lines += ["", f"Whole command on the real head resampled to 1 mm ({' x '.join(map(str, command['size']))}): exit "
-              f"{command['exit_code']}, wall {command['wall_s']:.1f} s, peak RSS {command['peak_rss_mb']:.0f} MB. "
-              f"Network forward on the ROI: {report['network_forward_s_median']:.3f} s (median of 5).", ""]
-    return "\n".join(lines)
-
-
-def print_tables(report: dict) -> None:
-    synthetic = report["synthetic"]
-    print(f"\nHeld-out synthetic cases: {len(synthetic['cases'])}; mean time ours {synthetic['ours_s_mean']:.1f} s, "
-          f"registration {synthetic['baseline_s_mean']:.1f} s")
-    print(f"{'structure':11s} {'Dice ours':>9s} {'min':>5s} {'HD95':>5s} {'cent.':>6s} {'cent.max':>8s} | "
-          f"{'Dice reg':>8s} {'HD95':>5s} {'cent.':>6s}")
-    for name in NAMES:
-        o, b = synthetic["ours"][name], synthetic["baseline"][name]
-        print(f"{name:11s} {o['dice_mean']:9.3f} {o['dice_min']:5.2f} {o['hd95_mm_mean']:5.2f} "
-              f"{o['centroid_error_mm_mean']:6.2f} {o['centroid_error_mm_max']:8.2f} | {b['dice_mean']:8.3f} "
-              f"{b['hd95_mm_mean']:5.2f} {b['centroid_error_mm_mean']:6.2f}")
-    print(f"{'mean':11s} {synthetic['ours']['mean_dice_all']:9.3f} {'':5s} {'':5s} {'':6s} {'':8s} | "
-          f"{synthetic['baseline']['mean_dice_all']:8.3f}")
-    print("affine-only registration, mean Dice per structure: "
-          + "  ".join(f"{n} {synthetic['affine'][n]['dice_mean']:.2f}" for n in NAMES)
-          + f"  (mean {synthetic['affine']['mean_dice_all']:.3f})")
-    t = report["template"]
-    print("\nCIT168 template: Dice ours / registration")
-    print("  " + "  ".join(f"{n} {t['ours'][n]['dice']:.2f}/{t['baseline'][n]['dice']:.2f}" for n in NAMES))
 
 
 if __name__ == "__main__":

@@ -185,5 +185,5 @@ def test_real_head_slab_gives_the_same_structures(model, real_head, real_head_re
     shift[2, 3] = low
     slab = Volume(np.ascontiguousarray(real_head.array[low:high]), real_head.ijk_to_ras @ shift)
     for s in segmentation.segment(slab, model).structures:
-        assert not s.flags, s.to_dict()
+        assert not set(s.flags) - {"uncertain"}, s.to_dict()  # the STN on T1 may be flagged uncertain
         assert np.linalg.norm(np.subtract(s.centroid_ras, whole[s.name].centroid_ras)) < 1.0, s.name
