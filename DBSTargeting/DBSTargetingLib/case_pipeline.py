@@ -80,9 +80,13 @@ def plan_dict(labels: Volume, landmarks_ras: Optional[dict], settings: PlanSetti
     import numpy as np
 
     from DBSSegmentationLogic.geometry.acpc import AcpcSpace
+    from DBSSegmentationLogic.io.input_checks import check_volume
     from DBSSegmentationLogic.planning.plan import plan_with_quality
     from DBSSegmentationLogic.segmentation import localization as localization_logic
 
+    check_volume(labels, "labels", "the segmentation")  # the same gate as `dbs-plan plan --labels`
+    if mri is not None:
+        check_volume(mri, "planning", "the MRI")
     if landmarks_ras is not None:
         located = localization_logic.from_user_landmarks(landmarks_ras["ac"], landmarks_ras["pc"], landmarks_ras["midline"])
         localization, source = located.to_dict(), "user"
@@ -191,7 +195,11 @@ def run_segmentation(mri_node, device: str = "auto", landmarks_ras: Optional[dic
                      on_line: Optional[Callable] = None, **job_options) -> Volume:
     """Blocking segmentation of an MRI node in a child process; returns the label map (raises with the
     child's one-line reason on failure). Leaves no file behind."""
-    job = SegmentationJob(volume_from_volume_node(mri_node), device=device, landmarks_ras=landmarks_ras, **job_options)
+    from DBSSegmentationLogic.io.input_checks import check_volume
+
+    mri = volume_from_volume_node(mri_node)
+    check_volume(mri, "segmentation", "the MRI")  # refused at once, not after starting the child
+    job = SegmentationJob(mri, device=device, landmarks_ras=landmarks_ras, **job_options)
     job.start()
     try:
         result = job.wait(on_line=on_line)

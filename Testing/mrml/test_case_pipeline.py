@@ -112,6 +112,22 @@ def test_failed_segmentation_raises_with_the_childs_reason(mrml, fake_segment, s
         case_pipeline.run_segmentation(mri_node, command=fake_segment)
 
 
+def test_the_input_gate_refuses_in_the_module_before_any_child_runs(mrml, sample_case, tmp_path):
+    """The module runs the logic's input gate itself: a constant MRI or a sheared label map is refused
+    with the gate's one line before a child process starts or a plan is computed."""
+    mri, labels, landmarks = sample_case
+    started = tmp_path / "child-started"
+    constant = volume_node_from_volume(mrml.scene, type(mri)(np.full(mri.array.shape, 7, np.int16), mri.ijk_to_ras), "Flat")
+    with pytest.raises(DBSInputError, match="the MRI is constant"):
+        case_pipeline.run_segmentation(constant, command=[sys.executable, "-c", f"open({str(started)!r}, 'w').close()"])
+    assert not started.exists()
+
+    sheared = labels.ijk_to_ras.copy()
+    sheared[:3, 1] += 0.2 * sheared[:3, 0]  # the second voxel axis leans on the first
+    with pytest.raises(DBSInputError, match="the segmentation has a sheared grid"):
+        case_pipeline.plan_dict(type(labels)(labels.array, sheared), landmarks, case_pipeline.PlanSettings())
+
+
 def test_cancel_ends_the_child_within_2_s_and_leaves_no_node_and_no_file(mrml, fake_segment, sample_case, monkeypatch):
     monkeypatch.setenv("FAKE_SLEEP_S", "60")
     mri_node = volume_node_from_volume(mrml.scene, sample_case[0], "MRI")
