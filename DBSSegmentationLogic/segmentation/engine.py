@@ -50,9 +50,9 @@ FALLBACK_MIN_JACOBIAN = 0.0
 FALLBACK_AFFINE_VOLUME_RATIO = 1.5
 FALLBACK_AFFINE_SHIFT_MM = 12.0
 #: A structure whose confidence (mean max-posterior over its voxels) is below this is flagged ``uncertain``
-#: (chosen from the benchmark, docs/segmentation.md: the structures below 0.65 had mean Dice 0.54, those
-#: above 0.79; the real head's STNs sit at 0.65-0.66, at the edge: their contrast on T1 is faint).
-UNCERTAIN_CONFIDENCE = 0.65
+#: (chosen from the benchmark, docs/segmentation.md: the structures below 0.70 had mean Dice 0.59, those
+#: above 0.79; the real head's T1 STNs, 0.69-0.70, are flagged: their contrast on T1 is faint).
+UNCERTAIN_CONFIDENCE = 0.70
 
 ProgressCallback = Callable[[float, str], None]
 

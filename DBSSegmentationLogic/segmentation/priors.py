@@ -34,7 +34,7 @@ CIT168_NAMES = {1: "Pu", 2: "Ca", 3: "NAC", 4: "EXA", 5: "GPe", 6: "GPi", 7: "SN
 
 #: Engine parameters recorded in the manifest (the values measured in docs/segmentation.md).
 DEFAULT_PARAMETERS = {
-    "prior_sigma_mm": 1.0,
+    "prior_sigma_mm": 0.7,
     "affine_rounds": 2, "affine_steps": 40, "affine_learning_rate": 0.005,
     "deformation_rounds": 0, "deformation_steps": 40, "deformation_learning_rate": 0.25,
     "deformation_smoothing_mm": 2.0, "deformation_regularisation": 30.0,
