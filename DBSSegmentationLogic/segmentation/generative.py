@@ -7,9 +7,10 @@ localization's affine. Steps, on a 2 mm working grid (the ROI averaged 2 x 2 x 2
 1. EM estimate of the class Gaussians under the prior (intensity_model.fit_gaussians);
 2. affine stage: the priors through an affine that maximises the mixture likelihood of the image
    (Adam; a few rounds, the Gaussians re-estimated between rounds);
-3. deformation stage: a dense displacement (Gaussian-smoothed parameters, membrane penalty) that
-   maximises the same likelihood, a few rounds, Gaussians re-estimated between rounds;
-4. on the 1 mm ROI: the priors through affine + displacement, Gaussians refined, posterior of every
+3. optional deformation stage (``deformation_rounds``, 0 as shipped: it measured no better than the
+   affine stage alone, docs/segmentation.md): a dense displacement (Gaussian-smoothed parameters,
+   membrane penalty) that maximises the same likelihood, Gaussians re-estimated between rounds;
+4. on the 1 mm ROI: the priors through the affine (+ displacement), Gaussians refined, posterior of every
    class = prior x likelihood, normalised; summed per output label (SNc + SNr = SN; the rest background).
 
 Where a nucleus has no contrast (the STN on T1) its likelihood equals its neighbours' and its posterior
