@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from DBSSegmentationLogic.segmentation.priors import kmeans_1d
+
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 TISSUE = {201: "csf", 202: "gm", 203: "deep", 204: "wm"}
@@ -48,14 +50,6 @@ CONTRASTS = {
 }
 
 
-def _kmeans_1d(values, k, iterations=30):
-    centres = np.quantile(values, (np.arange(k) + 0.5) / k)
-    for _ in range(iterations):
-        a = np.argmin(np.abs(values[:, None] - centres[None, :]), axis=1)
-        centres = np.array([values[a == c].mean() if np.any(a == c) else centres[c] for c in range(k)])
-    return np.sort(centres)
-
-
 @lru_cache(maxsize=1)
 def template_data():
     from DBSSegmentationLogic.io.volumes import read_volume
@@ -64,7 +58,7 @@ def template_data():
     image = t1.array.astype(np.float32)
     brain = image > 0
     free = brain & (cit.array == 0)
-    centres = _kmeans_1d(image[free][::7], 4)
+    centres = kmeans_1d(image[free][::7], 4)
     tissue = np.argmin(np.abs(image[..., None] - centres), axis=-1) + 201
     anatomy = np.where(cit.array > 0, cit.array, np.where(brain, tissue, 0)).astype(np.int32)
     return t1, anatomy

@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from DBSSegmentationLogic.io.volumes import Volume, read_volume, write_volume  # noqa: E402
 from DBSSegmentationLogic.segmentation import template  # noqa: E402
 from DBSSegmentationLogic.segmentation.labels import cit168_to_ours  # noqa: E402
+from DBSSegmentationLogic.segmentation.priors import kmeans_1d  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "cit168"
 STRUCTURES_BOX_RAS = (np.array([-48.0, -48.0, -40.0]), np.array([48.0, 32.0, 24.0]))
@@ -54,16 +55,6 @@ def crop(volume: Volume, low_ras, high_ras) -> Volume:
 #: Widening of the ROI (mm) on every side for the engine's anatomy (smoothing and deformation margin).
 ANATOMY_MARGIN_MM = 8
 TISSUE_CLASSES = 4
-
-
-def kmeans_1d(values: np.ndarray, k: int, iterations: int = 30) -> np.ndarray:
-    """Sorted centres of a 1-D k-means (deterministic quantile start)."""
-    centres = np.quantile(values, (np.arange(k) + 0.5) / k)
-    for _ in range(iterations):
-        assignment = np.argmin(np.abs(values[:, None] - centres[None, :]), axis=1)
-        centres = np.array([values[assignment == c].mean() if np.any(assignment == c) else centres[c]
-                            for c in range(k)])
-    return np.sort(centres)
 
 
 def engine_anatomy(t1: Volume, cit: Volume) -> Volume:

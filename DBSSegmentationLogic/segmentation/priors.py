@@ -72,6 +72,18 @@ def build_manifest(anatomy: np.ndarray, sha256: str, margin_mm: int) -> dict:
                       "CC BY 4.0); made by scripts/make_template_resources.py"}
 
 
+def kmeans_1d(values: np.ndarray, k: int, iterations: int = 30) -> np.ndarray:
+    """Sorted centres of a 1-D k-means (deterministic quantile start): how the template's intensities inside
+    the brain and outside the structures are split into the tissue classes (made by
+    scripts/make_template_resources.py; the same split serves the training generator and the benchmark)."""
+    centres = np.quantile(values, (np.arange(k) + 0.5) / k)
+    for _ in range(iterations):
+        assignment = np.argmin(np.abs(values[:, None] - centres[None, :]), axis=1)
+        centres = np.array([values[assignment == c].mean() if np.any(assignment == c) else centres[c]
+                            for c in range(k)])
+    return np.sort(centres)
+
+
 @dataclass
 class AtlasPrior:
     probabilities: np.ndarray  # (K, k, j, i) float32 on the ROI grid, summing to 1 over K

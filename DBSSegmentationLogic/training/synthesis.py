@@ -27,18 +27,9 @@ from scipy import ndimage
 
 from ..segmentation import labels as label_codes
 from ..segmentation.intensity import normalize_intensity
+from ..segmentation.priors import kmeans_1d
 
 NUM_TISSUE_CLASSES = 4
-
-
-def _kmeans_1d(values: np.ndarray, k: int, iterations: int = 30) -> np.ndarray:
-    """Sorted cluster centres of a 1D k-means (deterministic quantile start)."""
-    centres = np.quantile(values, (np.arange(k) + 0.5) / k)
-    for _ in range(iterations):
-        assignment = np.argmin(np.abs(values[:, None] - centres[None, :]), axis=1)
-        centres = np.array([values[assignment == c].mean() if np.any(assignment == c) else centres[c]
-                            for c in range(k)])
-    return np.sort(centres)
 
 
 def generation_classes(template_t1: np.ndarray, cit168_labels: np.ndarray) -> tuple[np.ndarray, int]:
@@ -50,7 +41,7 @@ def generation_classes(template_t1: np.ndarray, cit168_labels: np.ndarray) -> tu
     template_t1 = template_t1.astype(np.float32)
     brain = template_t1 > 0
     unlabelled_brain = brain & (cit168_labels == 0)
-    centres = _kmeans_1d(template_t1[unlabelled_brain][::7], NUM_TISSUE_CLASSES)
+    centres = kmeans_1d(template_t1[unlabelled_brain][::7], NUM_TISSUE_CLASSES)
     classes = np.zeros(template_t1.shape, dtype=np.int64)
     tissue = np.argmin(np.abs(template_t1[..., None] - centres), axis=-1) + 1
     classes[brain] = tissue[brain]
