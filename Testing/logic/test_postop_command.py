@@ -14,7 +14,7 @@ import pytest
 from test_fusion import SAMPLE, TEST_GRID, demo_module, sample_ct_model, sample_mri
 
 from DBSSegmentationLogic.cli.main import main
-from DBSSegmentationLogic.cli.postop import acpc_from_plan
+from DBSSegmentationLogic.postop.evaluation import acpc_from_plan
 from DBSSegmentationLogic.io.exceptions import EXIT_BAD_INPUT
 from DBSSegmentationLogic.io.volumes import Volume, write_volume
 from DBSSegmentationLogic.postop import fusion
