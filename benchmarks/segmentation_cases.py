@@ -10,7 +10,8 @@ SWI/T2*: much darker; QSM: iron-rich nuclei bright; FLAIR: CSF dark, weak nuclea
 4% per case, with texture. Grid: a random head pose (15 degrees, 10 mm, 5% scaling), oblique voxel
 axes (up to 20 degrees), 1 mm in plane and 2-3 mm slices along a random axis (3 sub-slices averaged),
 multiplicative bias field, noise. Seeds ``default_rng([4_000_037, n])``: disjoint from training,
-validation, the old benchmark and the tests.
+validation, the old benchmark and the tests; the engine was tuned on n = 0-9 (same n: same anatomy and pose),
+so the benchmark draws n from ``case_seed`` (>= 1000, never a tuning seed).
 
 Anatomy map codes (template 1 mm grid): 0 outside the brain, CIT168 codes 1-16 / 101-116, tissue
 classes 201-204 (k-means of the template T1 inside the brain outside the CIT168 structures, darkest
