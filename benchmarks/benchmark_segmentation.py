@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import segmentation_cases as cases
 
+from DBSSegmentationLogic.io.exceptions import DBSInputError
 from DBSSegmentationLogic.io.volumes import Volume, read_volume
 from DBSSegmentationLogic.segmentation import (
     engine,
@@ -218,16 +219,28 @@ def run_case(case: cases.Case, model, network, t1, atlas_labels, threads, use_an
            "scores": {}, "seconds": {}, "peak_mb": {}}
     with PeakMemory() as memory:
         started = time.perf_counter()
-        result = engine.segment(volume, model)
+        try:
+            result, out["engine_refused"] = engine.segment(volume, model), None
+        except DBSInputError as error:
+            # refused (the atlas does not match the image): scored as an empty map; the localization, which
+            # the baselines reuse, from the atlas-only run that has no such check
+            result, out["engine_refused"] = engine.segment(volume, model, deform=False), str(error)
         out["seconds"]["engine"] = time.perf_counter() - started
     out["peak_mb"]["engine"] = memory.mb
+    refused = out["engine_refused"] is not None
     located = result.localization.template_to_input_ras
     out["engine_fallback"] = result.fallback
-    out["engine_confidence"] = {s.name: s.confidence for s in result.structures}
-    out["engine_flags"] = {s.name: s.flags for s in result.structures}
-    out["engine_fit"] = {k: result.fit[k] for k in ("min_jacobian", "max_displacement_mm", "seconds")}
-    out["scores"]["engine"] = evaluate(result.labels.array, case.truth, volume)
-    if use_dense:
+    out["engine_confidence"] = {s.name: None if refused else s.confidence for s in result.structures}
+    out["engine_flags"] = {s.name: ["refused"] if refused else s.flags for s in result.structures}
+    out["engine_fit"] = {k: result.fit.get(k) for k in ("min_jacobian", "max_displacement_mm", "seconds",
+                                                        "atlas_information_nats")}
+    out["scores"]["engine"] = evaluate(np.zeros_like(case.truth) if refused else result.labels.array, case.truth,
+                                       volume)
+    if use_dense and refused:
+        out["scores"]["engine_dense"] = out["scores"]["engine"]
+        out["seconds"]["engine_dense"] = out["seconds"]["engine"]
+        out["peak_mb"]["engine_dense"] = memory.mb
+    elif use_dense:
         with PeakMemory() as memory:
             started = time.perf_counter()
             dense = engine.segment(volume, model, parameters=DENSE, localization=result.localization)

@@ -42,6 +42,7 @@ class Fit:
     seconds: float
     log: list = field(default_factory=list)
     affine_prior: np.ndarray | None = None  # (11, k, j, i) the prior through the engine's affine stage only
+    atlas_information_nats: float = 0.0  # how much the atlas's layout explains the image (atlas_information_nats)
 
 
 def _group_sum(probabilities: torch.Tensor, groups: torch.Tensor, count: int) -> torch.Tensor:
@@ -75,6 +76,17 @@ class _Adam:
             v.mul_(b2).addcmul_(variable.grad, variable.grad, value=1 - b2)
             step = self.rate * (m / (1 - b1 ** self.t)) / ((v / (1 - b2 ** self.t)).sqrt() + self.eps)
             variable.sub_(step)
+
+
+def atlas_information_nats(prior_groups: torch.Tensor, group_likelihood: torch.Tensor) -> float:
+    """Mean log-likelihood gain per voxel (nats) of the mixture with the atlas's spatial priors over the
+    same mixture with the priors' average everywhere: how much *where* the atlas puts each class explains
+    the image. Near 0 when the atlas lies elsewhere than the anatomy (a failed localization); the classes'
+    Gaussians are the same in both, so a contrast without tissue differences also scores low."""
+    spatial = torch.logsumexp(torch.log(prior_groups + 1e-6) + group_likelihood, 0)
+    flat_prior = prior_groups.mean(1, keepdim=True)
+    flat = torch.logsumexp(torch.log(flat_prior + 1e-6) + group_likelihood, 0)
+    return float((spatial - flat).mean())
 
 
 def fit_case(image_roi: np.ndarray, inside: np.ndarray, prior: AtlasPrior, device: torch.device,
@@ -159,8 +171,10 @@ def _fit_case(image_roi, inside, prior: AtlasPrior, device, parameters, deform) 
         warped_flat = warped.reshape(warped.shape[0], -1)
         mean, variance = fit_gaussians(voxels1, _group_sum(warped_flat[:, mask1], groups, count), mean, variance,
                                        2 if deform else 8, floor)
+        group_likelihood = log_gaussian(voxels1, mean, variance)
         log_posterior = torch.log(warped_flat + 1e-6)
-        log_posterior[:, mask1] += log_gaussian(voxels1, mean, variance)[groups]
+        log_posterior[:, mask1] += group_likelihood[groups]
+        information = atlas_information_nats(_group_sum(warped_flat[:, mask1], groups, count), group_likelihood)
         posterior = torch.softmax(log_posterior, 0)
         labels = torch.from_numpy(prior.output_labels).to(device)
         per_label = torch.zeros((int(labels.max()) + 1, posterior.shape[1]), device=device)
@@ -173,4 +187,4 @@ def _fit_case(image_roi, inside, prior: AtlasPrior, device, parameters, deform) 
         max_displacement_mm = float(field1.abs().max())
     return Fit(per_label.cpu().numpy(), prior.output_prior(), min_jacobian, affine.cpu().numpy(),
                max_displacement_mm, mean.cpu().numpy().round(4).tolist(), time.perf_counter() - started, log,
-               affine_per_label.reshape(per_label.shape).cpu().numpy())
+               affine_per_label.reshape(per_label.shape).cpu().numpy(), information)

@@ -114,3 +114,21 @@ def test_cancel_exits_130_and_leaves_nothing(tmp_path):
     process.wait(timeout=60)
     assert process.returncode == 130, process.stderr.read()
     assert not output.parent.exists() or not any(output.parent.iterdir())
+
+
+def test_an_atlas_placed_away_from_the_anatomy_is_refused_not_labelled(tmp_path, capsys):
+    """Landmarks 30 mm too high put the atlas where the image holds other anatomy (as a failed automatic
+    localization does): the case is refused with exit 2 and one line, and nothing is written; the same
+    landmarks in place give the ordinary result with its measured atlas information in the report."""
+    shifted = [value for name in ("ac", "pc", "midline")
+               for value in (f"--{name}", *(f"{v:.3f}" for v in _LANDMARKS[name] + np.array([0.0, 0.0, 30.0])))]
+    code, output = _segment(tmp_path, TEMPLATE, *shifted)
+    stderr = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(stderr) == 1 and "does not match the atlas" in stderr[0] and "check the landmarks" in stderr[0]
+    assert not output.parent.exists() or not any(output.parent.iterdir())
+
+    code, output = _segment(tmp_path, TEMPLATE, *TEMPLATE_LANDMARKS)
+    assert code == 0
+    report = json.loads((output.parent / "labels.json").read_text())
+    assert report["fit"]["atlas_information_nats"] > 0.5
