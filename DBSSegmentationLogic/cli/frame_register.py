@@ -13,7 +13,6 @@ Exit codes: 0 ok, 2 bad input or refused registration (one line on stderr), 3 in
 """
 from __future__ import annotations
 
-import signal
 import time
 from pathlib import Path
 
@@ -32,19 +31,7 @@ REPORT_NAME = "frame_registration.json"
 FIGURE_NAME = "frame_registration.png"
 
 
-def _raise_keyboard_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def run_frame_register(args) -> int:
-    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    try:
-        return _run(args)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _run(args) -> int:
     started = time.perf_counter()
     if not args.max_rms > 0:
         raise DBSInputError(f"--max-rms must be positive, got {args.max_rms}")

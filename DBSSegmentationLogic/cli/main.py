@@ -6,9 +6,12 @@ Exit codes: 0 success, 2 bad input (one line on stderr names the problem), 3 int
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 from typing import Optional, Sequence
 
 from .. import __version__
@@ -48,6 +51,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def sigterm_as_cancel():
+    """SIGTERM (the Slicer module's cancel) ends a command like Ctrl-C: its staging is removed, exit 130.
+    Only the main thread can set a signal handler; elsewhere the default stays."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_keyboard_interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     # Library messages (ITK, GDCM, MetaIO, VTK) go to the debug log, never as stray stderr lines;
@@ -56,7 +77,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if os.environ.get("DBS_DEBUG"):
         logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
     try:
-        return args.handler(args)
+        with sigterm_as_cancel():
+            return args.handler(args)
     except DBSInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -9,7 +9,6 @@ leaves a half plan or spoils an earlier one.
 """
 from __future__ import annotations
 
-import signal
 import time
 from pathlib import Path
 
@@ -33,24 +32,16 @@ from ..planning.plan import (
     TARGET_KINDS,
     plan_with_quality,
 )
-from .options import add_markups_option, add_point_option, collect_landmarks, progress, require_module
-
-
-def _raise_keyboard_interrupt(signum, frame):
-    raise KeyboardInterrupt
+from .options import (
+    add_markups_option,
+    add_point_option,
+    collect_landmarks,
+    progress,
+    require_module,
+)
 
 
 def run_plan(args) -> int:
-    """SIGTERM (the Slicer module's cancel) ends the run like Ctrl-C: staging removed, exit 130."""
-    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    try:
-        return _run_plan(args)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _run_plan(args) -> int:
-
     started = time.perf_counter()
     out = Path(args.out)
     # Before any computation: the output folder can be written (exit 2, one line).

@@ -17,7 +17,6 @@ Prints ``PROGRESS <fraction> <step>`` lines. Exit codes: 0 ok, 2 bad input (one 
 """
 from __future__ import annotations
 
-import signal
 import sys
 import time
 from pathlib import Path
@@ -55,10 +54,6 @@ except ImportError:  # pragma: no cover - exercised by a test that hides the mod
     resource = None
 
 FORMAT = "dbs-postop/1"
-
-
-def _raise_keyboard_interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def peak_memory_mb():
@@ -130,14 +125,6 @@ def _fusion(args, mri, ct, warnings: list) -> fusion_logic.Fusion:
 
 
 def run_postop(args) -> int:
-    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    try:
-        return _run(args)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _run(args) -> int:
     started = time.perf_counter()
     timings = {}
     out = Path(args.out)

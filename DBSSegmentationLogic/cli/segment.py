@@ -16,17 +16,12 @@ Exit codes: 0 ok, 2 bad input (one line on stderr), 3 internal failure, 130 canc
 from __future__ import annotations
 
 import os
-import signal
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from ..io.exceptions import (
-    EXIT_BAD_INPUT,
-    EXIT_CANCELLED,
-    EXIT_INTERNAL_ERROR,
     EXIT_OK,
     DBSInputError,
 )
@@ -46,63 +41,48 @@ def _default_path(labels_path: Path, suffix: str) -> Path:
     return labels_path.with_name(name + suffix)
 
 
-def _raise_keyboard_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def run(args) -> int:
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    try:
-        started = time.perf_counter()
-        output = Path(args.output)
-        json_path = Path(args.json) if args.json else _default_path(output, ".json")
-        table_path = Path(args.color_table) if args.color_table else _default_path(output, "_colors.txt")
-        uncertainty_path = _default_path(output, "_uncertainty.nii.gz")
-        outputs = {"labels": output, "uncertainty": uncertainty_path, "color_table": table_path, "json": json_path}
-        # Before any computation: every output writable, none an input (exit 2, one line).
-        check_output_destinations(files=outputs.values(), inputs=[args.input])
-        check_image_output_format(output)
-        landmarks = [args.ac, args.pc, args.midline]
-        if any(p is not None for p in landmarks) and not all(p is not None for p in landmarks):
-            raise DBSInputError("give all three of --ac, --pc and --midline, or none (automatic localization)")
-        torch = require_module("torch")  # deferred: `frame` and other commands do not need torch
+    started = time.perf_counter()
+    output = Path(args.output)
+    json_path = Path(args.json) if args.json else _default_path(output, ".json")
+    table_path = Path(args.color_table) if args.color_table else _default_path(output, "_colors.txt")
+    uncertainty_path = _default_path(output, "_uncertainty.nii.gz")
+    outputs = {"labels": output, "uncertainty": uncertainty_path, "color_table": table_path, "json": json_path}
+    # Before any computation: every output writable, none an input (exit 2, one line).
+    check_output_destinations(files=outputs.values(), inputs=[args.input])
+    check_image_output_format(output)
+    landmarks = [args.ac, args.pc, args.midline]
+    if any(p is not None for p in landmarks) and not all(p is not None for p in landmarks):
+        raise DBSInputError("give all three of --ac, --pc and --midline, or none (automatic localization)")
+    torch = require_module("torch")  # deferred: `frame` and other commands do not need torch
 
-        from ..segmentation import engine as segmentation
+    from ..segmentation import engine as segmentation
 
-        torch.set_num_threads(max(1, min(os.cpu_count() or 1, args.threads)))
-        progress(0.00, "reading")
-        volume = read_checked_volume(args.input, "segmentation", f"the input image {args.input}")
-        progress(0.05, "loading model")
-        model = segmentation.load_model(device=args.device)
-        result = segmentation.segment(volume, model, *(np.array(p) if p else None for p in landmarks),
-                                      progress=progress)
-        progress(0.90, "writing")
-        # All outputs staged beside their destinations and moved into place together (an earlier
-        # result stays byte-identical unless every new file is complete).
-        with staged_files(outputs.values()) as staged:
-            write_volume(result.labels, staged[output])
-            write_volume(result.uncertainty, staged[uncertainty_path])
-            staged[table_path].write_text("\n".join(label_codes.colour_table_lines()) + "\n")
-            report = result.to_dict()
-            report["input"] = str(args.input)
-            report["outputs"] = {name: str(path) for name, path in outputs.items()}
-            report["timings_s"]["command_total"] = round(time.perf_counter() - started, 3)
-            write_json_atomic(staged[json_path], report)
-        for structure in result.structures:
-            flags = ", ".join(structure.flags) if structure.flags else "ok"
-            confidence = "" if structure.confidence is None else f"  confidence {structure.confidence:.2f}"
-            print(f"{structure.name:10s} {structure.volume_mm3:8.1f} mm3{confidence}  {flags}")
-        progress(1.00, "done")
-        return EXIT_OK
-    except DBSInputError as error:
-        print(f"error: {error}", file=sys.stderr, flush=True)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("cancelled", file=sys.stderr, flush=True)
-        return EXIT_CANCELLED
-    except Exception as error:  # noqa: BLE001 - the background process must always answer with one line
-        print(f"internal error: {type(error).__name__}: {error}".splitlines()[0], file=sys.stderr, flush=True)
-        return EXIT_INTERNAL_ERROR
+    torch.set_num_threads(max(1, min(os.cpu_count() or 1, args.threads)))
+    progress(0.00, "reading")
+    volume = read_checked_volume(args.input, "segmentation", f"the input image {args.input}")
+    progress(0.05, "loading model")
+    model = segmentation.load_model(device=args.device)
+    result = segmentation.segment(volume, model, *(np.array(p) if p else None for p in landmarks),
+                                  progress=progress)
+    progress(0.90, "writing")
+    # All outputs staged beside their destinations and moved into place together (an earlier
+    # result stays byte-identical unless every new file is complete).
+    with staged_files(outputs.values()) as staged:
+        write_volume(result.labels, staged[output])
+        write_volume(result.uncertainty, staged[uncertainty_path])
+        staged[table_path].write_text("\n".join(label_codes.colour_table_lines()) + "\n")
+        report = result.to_dict()
+        report["input"] = str(args.input)
+        report["outputs"] = {name: str(path) for name, path in outputs.items()}
+        report["timings_s"]["command_total"] = round(time.perf_counter() - started, 3)
+        write_json_atomic(staged[json_path], report)
+    for structure in result.structures:
+        flags = ", ".join(structure.flags) if structure.flags else "ok"
+        confidence = "" if structure.confidence is None else f"  confidence {structure.confidence:.2f}"
+        print(f"{structure.name:10s} {structure.volume_mm3:8.1f} mm3{confidence}  {flags}")
+    progress(1.00, "done")
+    return EXIT_OK
 
 
 def register(subparsers) -> None:
