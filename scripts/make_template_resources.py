@@ -7,8 +7,9 @@ Writes:
   CIT168 grid cropped to template RAS [-48, 48] x [-48, 32] x [-40, 24] mm (the network's atlas
   prior, template.roi_prior). Rebuilding it reproduces the shipped file voxel for voxel.
 * ``Resources/Models/cit168_anatomy_roi.nii.gz`` and ``Resources/Models/manifest.json``: the anatomy of
-  the generative segmentation engine (segmentation/priors.py): on the ROI grid of template.py widened by
-  8 mm on every side (1 mm, axes along template RAS), each voxel's class: 0 outside the brain, the
+  the generative segmentation engine (segmentation/priors.py): on the corners of the ROI grid of
+  template.py widened by 8 mm on every side (1 mm, axes along template RAS; these corners are CIT168
+  nodes), each voxel's class: 0 outside the brain, the
   CIT168 code (1-16 left, 101-116 right) of every CIT168 structure, or one of 4 tissue classes
   201-204 (1-D k-means of the template T1 inside the brain and outside the CIT168 structures, darkest
   first: CSF, grey matter, deep grey/white mix, white matter). The manifest holds its SHA-256, checked
@@ -58,7 +59,11 @@ TISSUE_CLASSES = 4
 
 
 def engine_anatomy(t1: Volume, cit: Volume) -> Volume:
-    """CIT168 structures + tissue classes sampled (nearest) on the widened ROI grid."""
+    """CIT168 structures + tissue classes on the widened ROI's voxel *corners*: a 1 mm grid half a voxel off
+    the ROI's centres, which falls on the CIT168 grid's own nodes, so each class is copied voxel for voxel
+    (no rounding). The ROI's centres lie halfway between CIT168 nodes: sampled there by nearest neighbour,
+    round-half-to-even doubled some template slices and dropped others (each structure distorted by up to
+    1 mm); priors.py now averages the smoothed corners onto the centres instead."""
     image = t1.array.astype(np.float32)
     brain = image > 0
     free = brain & (cit.array == 0)
@@ -66,12 +71,15 @@ def engine_anatomy(t1: Volume, cit: Volume) -> Volume:
     tissue = np.argmin(np.abs(image[..., None] - centres), axis=-1) + 201
     anatomy = np.where(cit.array > 0, cit.array, np.where(brain, tissue, 0)).astype(np.uint8)
     margin = ANATOMY_MARGIN_MM
-    shape_ijk = np.array(template.ROI_SHAPE_IJK) + 2 * margin
+    shape_ijk = np.array(template.ROI_SHAPE_IJK) + 2 * margin + 1
     grid = np.eye(4)
-    grid[:3, 3] = template.ROI_ORIGIN_TEMPLATE_RAS - margin
+    grid[:3, 3] = template.ROI_ORIGIN_TEMPLATE_RAS - margin - 0.5
     k, j, i = np.meshgrid(*[np.arange(n, dtype=float) for n in shape_ijk[::-1]], indexing="ij")
     ras = np.stack([i, j, k], -1).reshape(-1, 3) @ grid[:3, :3].T + grid[:3, 3]
-    ijk = np.rint(cit.ras_to_ijk_points(ras)).astype(int)
+    continuous = cit.ras_to_ijk_points(ras)
+    ijk = np.rint(continuous).astype(int)
+    if np.abs(continuous - ijk).max() > 1e-3:
+        raise SystemExit("the engine anatomy's grid does not fall on the CIT168 grid's nodes")
     inside = np.all((ijk >= 0) & (ijk < np.array(cit.shape_ijk)), axis=1)
     values = np.zeros(len(ijk), dtype=np.uint8)
     values[inside] = anatomy[ijk[inside, 2], ijk[inside, 1], ijk[inside, 0]]

@@ -2,10 +2,11 @@
 
 The shipped anatomy (``Resources/Models/cit168_anatomy_roi.nii.gz``, made by
 ``scripts/make_template_resources.py`` from the CIT168 atlas and template, CC BY 4.0, Pauli et al. 2018)
-holds one class per voxel on the ROI grid widened by a margin: 0 outside the brain, the 28 CIT168
+holds one class per voxel on the corners of the ROI grid widened by a margin (the CIT168 grid's own nodes): 0 outside the brain, the 28 CIT168
 structures (codes 1-16 left, 101-116 right), and 4 tissue classes 201-204 (k-means of the template T1:
 CSF, grey matter, deep grey/white mix, white matter). The engine's prior is each class's mask smoothed
-with a Gaussian and normalised to sum to one per voxel, cropped to the ROI.
+with a Gaussian, averaged from the corners onto the ROI's voxel centres, cropped to the ROI and
+normalised to sum to one per voxel.
 
 Intensity groups: the left and right copy of a structure share one Gaussian (same tissue); every other
 class has its own. Output labels: our codes (labels.py) per class, 0 for the classes that are not
@@ -34,7 +35,7 @@ CIT168_NAMES = {1: "Pu", 2: "Ca", 3: "NAC", 4: "EXA", 5: "GPe", 6: "GPi", 7: "SN
 
 #: Engine parameters recorded in the manifest (the values measured in docs/segmentation.md).
 DEFAULT_PARAMETERS = {
-    "prior_sigma_mm": 0.7,
+    "prior_sigma_mm": 0.5,
     "affine_rounds": 2, "affine_steps": 40, "affine_learning_rate": 0.005,
     "deformation_rounds": 0, "deformation_steps": 40, "deformation_learning_rate": 0.25,
     "deformation_smoothing_mm": 2.0, "deformation_regularisation": 30.0,
@@ -64,7 +65,7 @@ def class_name(code: int) -> str:
 
 def build_manifest(anatomy: np.ndarray, sha256: str, margin_mm: int) -> dict:
     codes = [int(c) for c in np.unique(anatomy)]
-    return {"name": "dbs-generative-atlas-cit168", "version": "1",
+    return {"name": "dbs-generative-atlas-cit168", "version": "2",
             "file": ANATOMY_PATH.name, "sha256": sha256, "margin_mm": int(margin_mm),
             "classes": [{"code": c, "name": class_name(c)} for c in codes],
             "parameters": DEFAULT_PARAMETERS,
@@ -130,16 +131,28 @@ def load_prior(manifest_path=MANIFEST_PATH) -> AtlasPrior:
                            json.dumps(manifest))
 
 
+def corners_to_centres(channel: np.ndarray) -> np.ndarray:
+    """Mean of the 2 x 2 x 2 corners of every voxel: values on a grid's voxel corners (shape n + 1) onto its
+    centres (shape n), without the half-voxel shift that nearest-neighbour sampling would make."""
+    for axis in range(channel.ndim):
+        low = np.take(channel, np.arange(channel.shape[axis] - 1), axis=axis)
+        high = np.take(channel, np.arange(1, channel.shape[axis]), axis=axis)
+        channel = 0.5 * (low + high)
+    return channel
+
+
 @lru_cache(maxsize=2)
 def _smoothed_prior(anatomy_path: str, sha256: str, sigma_mm: float, margin: int, manifest_text: str) -> AtlasPrior:
     anatomy = read_volume(anatomy_path)
-    expected = np.array(template_space.roi_array_shape()) + 2 * margin
+    # the anatomy lies on the widened ROI's voxel corners (make_template_resources.engine_anatomy)
+    expected = np.array(template_space.roi_array_shape()) + 2 * margin + 1
     if tuple(anatomy.array.shape) != tuple(expected):
         raise ModelIntegrityError(f"engine anatomy has shape {anatomy.array.shape}, expected {tuple(expected)}")
     array = anatomy.array.astype(np.int64)
     codes = tuple(int(c) for c in np.unique(array))
     crop = (slice(margin, -margin),) * 3
-    channels = [ndimage.gaussian_filter((array == c).astype(np.float32), sigma_mm, truncate=3.0)[crop]
+    channels = [corners_to_centres(ndimage.gaussian_filter((array == c).astype(np.float32), sigma_mm,
+                                                           truncate=3.0))[crop]
                 for c in codes]
     probabilities = np.maximum(np.stack(channels), 0.0)
     probabilities /= np.maximum(probabilities.sum(0, keepdims=True), 1e-6)
