@@ -175,6 +175,7 @@ class Case:
     truth: np.ndarray  # our codes on the case grid
     pose: np.ndarray  # case RAS -> template RAS
     params: dict
+    anatomy: np.ndarray | None = None  # the case's own anatomy map on the template grid (before posing)
 
 
 def make_case(seed: int, family: str, anatomy_source: str = "cit168_varied") -> Case:
@@ -261,4 +262,18 @@ def make_case(seed: int, family: str, anatomy_source: str = "cit168_varied") -> 
     image = np.abs(image + rng.normal(0, noise_std, image.shape).astype(np.float32))  # magnitude-like
     image = (image * 1000).astype(np.float32)
     params = {**params, "slice_axis": slice_axis, "spacing": spacing.round(2).tolist(), "noise_std": round(noise_std, 3)}
-    return Case(f"{anatomy_source}-{family}-{seed}", family, anatomy_source, image, ijk_to_ras, truth, pose, params)
+    return Case(f"{anatomy_source}-{family}-{seed}", family, anatomy_source, image, ijk_to_ras, truth, pose, params,
+                anatomy)
+
+
+def corner_anatomy(anatomy: np.ndarray, margin: int) -> np.ndarray:
+    """An anatomy map of the template grid cropped to the engine's widened ROI corners (the grid of the
+    shipped anatomy, scripts/make_template_resources.engine_anatomy: it falls on template nodes)."""
+    from DBSSegmentationLogic.segmentation import template as template_space
+    t1, _ = template_data()
+    origin = template_space.ROI_ORIGIN_TEMPLATE_RAS - margin - 0.5
+    start = np.linalg.inv(t1.ijk_to_ras)[:3, :3] @ origin + np.linalg.inv(t1.ijk_to_ras)[:3, 3]
+    low = np.rint(start).astype(int)
+    assert np.allclose(start, low) and np.allclose(t1.ijk_to_ras[:3, :3], np.eye(3)), "grid not on template nodes"
+    shape = np.array(template_space.ROI_SHAPE_IJK) + 2 * margin + 1
+    return anatomy[low[2]:low[2] + shape[2], low[1]:low[1] + shape[1], low[0]:low[0] + shape[0]]

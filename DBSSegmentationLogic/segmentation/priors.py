@@ -148,8 +148,16 @@ def _smoothed_prior(anatomy_path: str, sha256: str, sigma_mm: float, margin: int
     expected = np.array(template_space.roi_array_shape()) + 2 * margin + 1
     if tuple(anatomy.array.shape) != tuple(expected):
         raise ModelIntegrityError(f"engine anatomy has shape {anatomy.array.shape}, expected {tuple(expected)}")
-    array = anatomy.array.astype(np.int64)
-    codes = tuple(int(c) for c in np.unique(array))
+    return prior_from_corner_anatomy(anatomy.array, sigma_mm, margin, json.loads(manifest_text))
+
+
+def prior_from_corner_anatomy(anatomy: np.ndarray, sigma_mm: float, margin: int, manifest: dict,
+                              codes: tuple | None = None) -> AtlasPrior:
+    """The priors on the ROI grid from a class map on the widened ROI's voxel corners ([k, j, i], shape ROI
+    + 2 margin + 1): each class's mask smoothed, averaged onto the centres, cropped, normalised. ``codes``:
+    the classes to keep (default: those present)."""
+    array = anatomy.astype(np.int64)
+    codes = tuple(int(c) for c in np.unique(array)) if codes is None else tuple(codes)
     crop = (slice(margin, -margin),) * 3
     channels = [corners_to_centres(ndimage.gaussian_filter((array == c).astype(np.float32), sigma_mm,
                                                            truncate=3.0))[crop]
@@ -160,4 +168,4 @@ def _smoothed_prior(anatomy_path: str, sha256: str, sigma_mm: float, margin: int
     ordered = sorted(set(group_keys))
     groups = np.array([ordered.index(g) for g in group_keys], dtype=np.int64)
     output_labels = np.array([output_label_of(c) for c in codes], dtype=np.int64)
-    return AtlasPrior(probabilities.astype(np.float32), codes, groups, output_labels, json.loads(manifest_text))
+    return AtlasPrior(probabilities.astype(np.float32), codes, groups, output_labels, manifest)
