@@ -182,3 +182,22 @@ def test_structure_leaving_its_place_falls_back_alone():
     labels = guarded.argmax(0)
     assert np.array_equal(labels == 1, prior.argmax(0) == 1)  # the atlas's STN_left
     assert np.array_equal(labels == 2, posterior.argmax(0) == 2)  # STN_right kept as fitted
+
+
+def test_prior_sits_where_the_anatomy_is(model, anatomy):
+    """The shipped anatomy lies on the ROI's voxel corners; the prior on the ROI's centres must not be shifted
+    against it (nearest sampling at half-voxel positions once distorted every structure by up to 1 mm):
+    each target class's centroid, and its volume, agree between the class map and the prior."""
+    prior = model.prior
+    roi_to_ras = template_space.roi_ijk_to_template_ras()
+    for index, code in enumerate(prior.codes):
+        if prior.output_labels[index] == 0:
+            continue
+        mask = anatomy.array == code
+        centroid_map = anatomy.ijk_to_ras_points(np.argwhere(mask).mean(0)[::-1])
+        weights = prior.probabilities[index]
+        kji = np.stack(np.meshgrid(*[np.arange(n) for n in weights.shape], indexing="ij"), -1)
+        mean_kji = (kji * weights[..., None]).sum((0, 1, 2)) / weights.sum()
+        centroid_prior = mean_kji[::-1] @ roi_to_ras[:3, :3].T + roi_to_ras[:3, 3]
+        assert np.linalg.norm(centroid_prior - centroid_map) < 0.1, (priors.class_name(code), centroid_prior, centroid_map)
+        assert abs(weights.sum() / mask.sum() - 1.0) < 0.05, priors.class_name(code)
