@@ -50,9 +50,9 @@ FALLBACK_MIN_JACOBIAN = 0.0
 FALLBACK_AFFINE_VOLUME_RATIO = 1.5
 FALLBACK_AFFINE_SHIFT_MM = 12.0
 #: A structure whose confidence (mean max-posterior over its voxels) is below this is flagged ``uncertain``
-#: (chosen from the benchmark, docs/segmentation.md: the structures below 0.70 had mean Dice 0.59, those
-#: above 0.79; the real head's T1 STNs, 0.69-0.70, are flagged: their contrast on T1 is faint).
-UNCERTAIN_CONFIDENCE = 0.70
+#: (calibrated on the benchmark's 330 structure-cases, docs/segmentation.md: the 7 below 0.75 had mean Dice
+#: 0.66, those above 0.80; the real head's T1 STNs, 0.72-0.73, are flagged: their contrast on T1 is faint).
+UNCERTAIN_CONFIDENCE = 0.75
 #: Below this many nats per voxel, the atlas's layout explains the image no better than chance
 #: (``generative.atlas_information_nats``): the atlas lies elsewhere than the anatomy, so the localization
 #: failed and every label would be misplaced: the case is refused (exit 2) rather than labelled. Measured
