@@ -2,11 +2,11 @@
 
 The shipped anatomy (``Resources/Models/cit168_anatomy_roi.nii.gz``, made by
 ``scripts/make_template_resources.py`` from the CIT168 atlas and template, CC BY 4.0, Pauli et al. 2018)
-holds one class per voxel on the corners of the ROI grid widened by a margin (the CIT168 grid's own nodes): 0 outside the brain, the 28 CIT168
-structures (codes 1-16 left, 101-116 right), and 4 tissue classes 201-204 (k-means of the template T1:
-CSF, grey matter, deep grey/white mix, white matter). The engine's prior is each class's mask smoothed
-with a Gaussian, averaged from the corners onto the ROI's voxel centres, cropped to the ROI and
-normalised to sum to one per voxel.
+holds one class per voxel on the corners of the ROI grid widened by a margin (those corners are the
+CIT168 grid's own nodes): 0 outside the brain, the 28 CIT168 structures (codes 1-16 left, 101-116
+right), and 4 tissue classes 201-204 (k-means of the template T1: CSF, grey matter, deep grey/white
+mix, white matter). The engine's prior is each class's mask smoothed with a Gaussian, averaged from the
+corners onto the ROI's voxel centres, cropped to the ROI and normalised to sum to one per voxel.
 
 Intensity groups: the left and right copy of a structure share one Gaussian (same tissue); every other
 class has its own. Output labels: our codes (labels.py) per class, 0 for the classes that are not
