@@ -56,9 +56,9 @@ UNCERTAIN_CONFIDENCE = 0.75
 #: Below this many nats per voxel, the atlas's layout explains the image no better than chance
 #: (``generative.atlas_information_nats``): the atlas lies elsewhere than the anatomy, so the localization
 #: failed and every label would be misplaced: the case is refused (exit 2) rather than labelled. Measured
-#: (docs/segmentation.md): 0.07 for the benchmark's QSM case whose localization failed (labels 36-45 mm off),
-#: 0.37-0.97 for the 19 correctly localized benchmark cases measured, 0.59 for the real head, 0.92 for the
-#: sample case.
+#: (docs/segmentation.md): 0.02 for the benchmark's QSM case whose localization failed (labels 36-45 mm off),
+#: 0.38-1.03 for its 33 correctly localized cases, 0.60 for the real head. Necessary, not sufficient: a
+#: localization 9 mm off can still pass (docs/segmentation.md, step 6).
 MIN_ATLAS_INFORMATION_NATS = 0.2
 
 ProgressCallback = Callable[[float, str], None]
