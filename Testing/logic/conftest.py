@@ -42,6 +42,17 @@ def repo_root() -> Path:
     return REPO_ROOT
 
 
+@pytest.fixture(scope="module")
+def model():
+    """The segmentation engine's shipped model on the CPU (two torch threads)."""
+    import torch
+
+    from DBSSegmentationLogic.segmentation import engine
+
+    torch.set_num_threads(2)
+    return engine.load_model(device="cpu")
+
+
 
 _STARTUP_LOCALE = locale.setlocale(locale.LC_ALL)
 

@@ -5,7 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
+from label_metrics import dice
 
 from DBSSegmentationLogic.geometry.acpc import AcpcSpace
 from DBSSegmentationLogic.io.volumes import Volume, read_volume
@@ -25,16 +25,6 @@ MEAN_DICE_MIN = 0.72
 GAIN_OVER_ATLAS_MIN = 0.08
 STN_DICE_MIN = 0.40
 CENTROID_MAX_MM = 2.5
-
-
-def dice(a, b):
-    return 2.0 * np.sum(a & b) / max(1, np.sum(a) + np.sum(b))
-
-
-@pytest.fixture(scope="module")
-def model():
-    torch.set_num_threads(2)
-    return segmentation.load_model(device="cpu")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ landmarks (rigid identity), so each case runs in a few seconds.
 """
 import numpy as np
 import pytest
-import torch
+from label_metrics import dice
 
 from DBSSegmentationLogic.io.volumes import Volume, read_volume
 from DBSSegmentationLogic.segmentation import engine, generative, priors
@@ -20,16 +20,6 @@ from DBSSegmentationLogic.segmentation import template as template_space
 TISSUE_T2 = {0: 0.05, 201: 1.0, 202: 0.55, 203: 0.5, 204: 0.4}
 IRON_T2 = {5: 0.3, 6: 0.25, 7: 0.3, 8: 0.27, 9: 0.22, 16: 0.3}  # GPe, GPi, SNc, RN, SNr, STN: dark
 OTHER = 0.5
-
-
-def dice(a, b):
-    return 2.0 * np.sum(a & b) / max(1, np.sum(a) + np.sum(b))
-
-
-@pytest.fixture(scope="module")
-def model():
-    torch.set_num_threads(2)
-    return engine.load_model(device="cpu")
 
 
 @pytest.fixture(scope="module")
