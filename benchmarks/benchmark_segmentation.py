@@ -48,7 +48,6 @@ from DBSSegmentationLogic.io.exceptions import DBSInputError
 from DBSSegmentationLogic.io.volumes import Volume, read_volume
 from DBSSegmentationLogic.segmentation import (
     engine,
-    priors,
     template,
 )
 from DBSSegmentationLogic.segmentation import labels as label_codes
@@ -261,10 +260,7 @@ def run_case(case: cases.Case, model, network, t1, atlas_labels, threads, use_an
             out["seconds"][name] = time.perf_counter() - started + (localization_s if name == "atlas_affine" else 0.0)
         out["peak_mb"][name] = memory.mb
         out["scores"][name] = evaluate(labels, case.truth, volume)
-    parameters = model.manifest["parameters"]
-    own = priors.prior_from_corner_anatomy(cases.corner_anatomy(case.anatomy, model.manifest["margin_mm"]),
-                                           parameters["prior_sigma_mm"], model.manifest["margin_mm"], model.manifest,
-                                           codes=model.prior.codes)
+    own = cases.engine_prior(case.anatomy, model)
     labels = engine.keep_largest_components(engine.posterior_to_input(own.output_prior(), volume,
                                                                       np.linalg.inv(case.pose))[0])
     out["seconds"]["own_anatomy_exact_pose"], out["peak_mb"]["own_anatomy_exact_pose"] = 0.0, 0.0

@@ -7,7 +7,7 @@ Cases: ``segmentation_cases.make_case`` with the tuning seeds 0-9 of benchmark_s
 QSM, T2 on BigBrain, T1 on BigBrain, SWI on BigBrain, FLAIR, T2, SWI), each localized once and segmented by
 the whole engine (``engine.segment``) with each prior. The BigBrain prior is the CIT168 anatomy with its
 target nuclei replaced by the BigBrain ones (segmentation_cases.bigbrain_anatomy), built like the shipped
-one (priors.prior_from_corner_anatomy); "both" averages the two priors' probabilities. Every prior that
+one (segmentation_cases.engine_prior); "both" averages the two priors' probabilities. Every prior that
 contains an anatomy is optimistic on the cases drawn from it: the CIT168 prior on the CIT168-anatomy cases,
 the BigBrain and the averaged priors on the BigBrain ones.
 """
@@ -38,21 +38,15 @@ SIGMAS_MM = (0.3, 0.7)
 
 
 def build_priors(model: engine.LoadedModel) -> dict:
-    manifest, margin = model.manifest, int(model.manifest["margin_mm"])
-    shipped_sigma = float(manifest["parameters"]["prior_sigma_mm"])
-
-    def prior_of(anatomy, sigma):
-        return priors.prior_from_corner_anatomy(cases.corner_anatomy(anatomy, margin), sigma, margin, manifest,
-                                                codes=model.prior.codes)
-
+    shipped_sigma = float(model.manifest["parameters"]["prior_sigma_mm"])
     cit168 = model.prior
-    bigbrain = prior_of(cases.bigbrain_anatomy(), shipped_sigma)
+    bigbrain = cases.engine_prior(cases.bigbrain_anatomy(), model)
     both = priors.AtlasPrior((cit168.probabilities + bigbrain.probabilities) / 2, cit168.codes, cit168.groups,
-                             cit168.output_labels, manifest)
+                             cit168.output_labels, model.manifest)
     out = {f"CIT168 (shipped, sigma {shipped_sigma} mm)": cit168, "BigBrain": bigbrain, "CIT168 + BigBrain": both}
     anatomy = cases.template_data()[1]
     for sigma in SIGMAS_MM:
-        out[f"CIT168, sigma {sigma} mm"] = prior_of(anatomy, sigma)
+        out[f"CIT168, sigma {sigma} mm"] = cases.engine_prior(anatomy, model, sigma)
     return out
 
 

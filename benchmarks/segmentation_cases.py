@@ -267,13 +267,22 @@ def make_case(seed: int, family: str, anatomy_source: str = "cit168_varied") -> 
 
 
 def corner_anatomy(anatomy: np.ndarray, margin: int) -> np.ndarray:
-    """An anatomy map of the template grid cropped to the engine's widened ROI corners (the grid of the
-    shipped anatomy, scripts/make_template_resources.engine_anatomy: it falls on template nodes)."""
-    from DBSSegmentationLogic.segmentation import template as template_space
+    """An anatomy map of the template grid cropped to the grid of the engine's anatomy
+    (priors.anatomy_grid: the widened ROI's voxel corners, which fall on template nodes)."""
+    from DBSSegmentationLogic.segmentation.priors import anatomy_grid
     t1, _ = template_data()
-    origin = template_space.ROI_ORIGIN_TEMPLATE_RAS - margin - 0.5
-    start = np.linalg.inv(t1.ijk_to_ras)[:3, :3] @ origin + np.linalg.inv(t1.ijk_to_ras)[:3, 3]
-    low = np.rint(start).astype(int)
-    assert np.allclose(start, low) and np.allclose(t1.ijk_to_ras[:3, :3], np.eye(3)), "grid not on template nodes"
-    shape = np.array(template_space.ROI_SHAPE_IJK) + 2 * margin + 1
+    shape, grid = anatomy_grid(margin)
+    start = np.linalg.inv(t1.ijk_to_ras) @ grid[:, 3]
+    low = np.rint(start[:3]).astype(int)
+    assert np.allclose(start[:3], low) and np.allclose(t1.ijk_to_ras[:3, :3], grid[:3, :3]), "grid not on template nodes"
     return anatomy[low[2]:low[2] + shape[2], low[1]:low[1] + shape[1], low[0]:low[0] + shape[0]]
+
+
+def engine_prior(anatomy: np.ndarray, model, sigma_mm: float | None = None):
+    """The engine's prior (priors.AtlasPrior, the shipped model's classes) made from an anatomy map of the
+    template grid, as the shipped one is made from CIT168's; ``sigma_mm`` defaults to the shipped smoothing."""
+    from DBSSegmentationLogic.segmentation.priors import prior_from_corner_anatomy
+    margin = int(model.manifest["margin_mm"])
+    sigma_mm = float(model.manifest["parameters"]["prior_sigma_mm"]) if sigma_mm is None else sigma_mm
+    return prior_from_corner_anatomy(corner_anatomy(anatomy, margin), sigma_mm, margin, model.manifest,
+                                     codes=model.prior.codes)

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from DBSSegmentationLogic.io.volumes import Volume, read_volume, write_volume  # noqa: E402
 from DBSSegmentationLogic.segmentation import template  # noqa: E402
 from DBSSegmentationLogic.segmentation.labels import cit168_to_ours  # noqa: E402
-from DBSSegmentationLogic.segmentation.priors import kmeans_1d  # noqa: E402
+from DBSSegmentationLogic.segmentation.priors import anatomy_grid, kmeans_1d  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "cit168"
 STRUCTURES_BOX_RAS = (np.array([-48.0, -48.0, -40.0]), np.array([48.0, 32.0, 24.0]))
@@ -70,10 +70,7 @@ def engine_anatomy(t1: Volume, cit: Volume) -> Volume:
     centres = kmeans_1d(image[free][::7], TISSUE_CLASSES)
     tissue = np.argmin(np.abs(image[..., None] - centres), axis=-1) + 201
     anatomy = np.where(cit.array > 0, cit.array, np.where(brain, tissue, 0)).astype(np.uint8)
-    margin = ANATOMY_MARGIN_MM
-    shape_ijk = np.array(template.ROI_SHAPE_IJK) + 2 * margin + 1
-    grid = np.eye(4)
-    grid[:3, 3] = template.ROI_ORIGIN_TEMPLATE_RAS - margin - 0.5
+    shape_ijk, grid = anatomy_grid(ANATOMY_MARGIN_MM)
     k, j, i = np.meshgrid(*[np.arange(n, dtype=float) for n in shape_ijk[::-1]], indexing="ij")
     ras = np.stack([i, j, k], -1).reshape(-1, 3) @ grid[:3, :3].T + grid[:3, 3]
     continuous = cit.ras_to_ijk_points(ras)

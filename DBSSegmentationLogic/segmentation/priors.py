@@ -131,6 +131,15 @@ def load_prior(manifest_path=MANIFEST_PATH) -> AtlasPrior:
                            json.dumps(manifest))
 
 
+def anatomy_grid(margin: int) -> tuple[np.ndarray, np.ndarray]:
+    """The grid the engine's anatomy lies on: the corners of the ROI's voxels, the ROI widened by ``margin``
+    voxels on every side. Returns its shape (i, j, k) and its ijk -> template RAS matrix."""
+    shape_ijk = np.array(template_space.ROI_SHAPE_IJK) + 2 * margin + 1
+    grid = template_space.roi_ijk_to_template_ras()
+    grid[:3, 3] -= (margin + 0.5) * template_space.ROI_SPACING_MM
+    return shape_ijk, grid
+
+
 def corners_to_centres(channel: np.ndarray) -> np.ndarray:
     """Mean of the 2 x 2 x 2 corners of every voxel: values on a grid's voxel corners (shape n + 1) onto its
     centres (shape n), without the half-voxel shift that nearest-neighbour sampling would make."""
@@ -145,7 +154,7 @@ def corners_to_centres(channel: np.ndarray) -> np.ndarray:
 def _smoothed_prior(anatomy_path: str, sha256: str, sigma_mm: float, margin: int, manifest_text: str) -> AtlasPrior:
     anatomy = read_volume(anatomy_path)
     # the anatomy lies on the widened ROI's voxel corners (make_template_resources.engine_anatomy)
-    expected = np.array(template_space.roi_array_shape()) + 2 * margin + 1
+    expected = anatomy_grid(margin)[0][::-1]
     if tuple(anatomy.array.shape) != tuple(expected):
         raise ModelIntegrityError(f"engine anatomy has shape {anatomy.array.shape}, expected {tuple(expected)}")
     return prior_from_corner_anatomy(anatomy.array, sigma_mm, margin, json.loads(manifest_text))
