@@ -14,7 +14,6 @@ Internally everything is in frame-aligned RAS (frame centre at the origin; ``geo
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 
 from ..geometry.frame import frame_ras_from_leksell
 from ..io.exceptions import DBSInputError
+from ..io.json_documents import read_json_document
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 #: Preset name -> JSON file in ``presets/``.
@@ -133,11 +133,7 @@ def load_localizer(name_or_path) -> LocalizerGeometry:
             raise DBSInputError(
                 f"localizer geometry '{text}' is neither a preset ({', '.join(PRESETS)}) nor an existing JSON file"
             )
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DBSInputError(f"cannot read the localizer geometry {path.name}: not JSON ({error})") from None
-    return geometry_from_dict(document, source=str(path))
+    return geometry_from_dict(read_json_document(path, "localizer geometry"), source=str(path))
 
 
 def geometry_from_dict(document, source: str = "") -> LocalizerGeometry:

@@ -5,12 +5,12 @@ RAS files are read, and every point is returned in RAS.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from .exceptions import DBSInputError
+from .json_documents import read_json_document
 from .staged_output import write_json_atomic
 from .volumes import lps_to_ras, ras_to_lps
 
@@ -37,12 +37,7 @@ def _normalise_label(label: str) -> str:
 def read_markups_points(path) -> dict[str, np.ndarray]:
     """All defined control points of all markups in the file, by label, in RAS mm."""
     path = Path(path)
-    if not path.is_file():
-        raise DBSInputError(f"markups file not found: {path}")
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DBSInputError(f"markups file {path} is not valid JSON: {error}") from None
+    document = read_json_document(path, "markups file")
     markups = document.get("markups") if isinstance(document, dict) else None
     if not isinstance(markups, list) or not markups:
         raise DBSInputError(f"markups file {path} has no 'markups' list (not a Slicer .mrk.json file?)")

@@ -3,13 +3,13 @@ found on the CT (or given by hand) moved into the planning MRI's space, their si
 their tips (never an image axis), and the check that every tip lies inside the brain."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from ..geometry.acpc import AcpcSpace
 from ..io.exceptions import DBSInputError
+from ..io.json_documents import read_json_document
 from . import fusion as fusion_logic
 from .electrodes import DetectedLead, lead_from_points, localize_leads
 
@@ -29,12 +29,7 @@ MAX_LEADS = 2
 def read_plan(path) -> dict:
     """plan.json as written by ``dbs-plan plan``; a clear error for anything else."""
     path = Path(path)
-    if not path.is_file():
-        raise DBSInputError(f"plan not found: {path}")
-    try:
-        plan = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DBSInputError(f"cannot read the plan {path}: not JSON ({error})") from None
+    plan = read_json_document(path, "plan")
     if not isinstance(plan, dict) or "trajectories" not in plan or "acpc" not in plan:
         raise DBSInputError(f"{path} is not a plan written by `dbs-plan plan` (no trajectories or AC-PC landmarks)")
     try:

@@ -260,7 +260,7 @@ CASES = {
     "plan: partial landmarks": (["plan", "--mri", "{in}/sample_t1w.nii.gz", "--labels", "{in}/sample_labels.nii.gz",
                                  *_points("ac"), "--out", "{out}/plan"], "all three"),
     "postop: plan not found": (_postop(plan="{in}/absent.json"), "plan not found"),
-    "postop: plan not JSON": (_postop(plan="{in}/not_json.json"), "not JSON"),
+    "postop: plan not JSON": (_postop(plan="{in}/not_json.json"), "not valid JSON"),
     "postop: not a plan": (_postop(plan="{in}/not_a_plan.json"), "is not a plan written by"),
     "postop: --preop-transform without --preop-ct": (_postop("{in}/ct.nii.gz", "{in}/plan.json", "--preop-transform",
                                                              "{in}/scaled.tfm"), "needs --preop-ct"),

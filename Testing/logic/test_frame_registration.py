@@ -87,7 +87,7 @@ def test_malformed_geometry_files_are_refused_with_one_line(tmp_path, capsys, mu
 def test_not_json_and_unknown_preset_are_refused(tmp_path):
     path = tmp_path / "geometry.json"
     path.write_text("{not json", encoding="utf-8")
-    with pytest.raises(DBSInputError, match="not JSON"):
+    with pytest.raises(DBSInputError, match="localizer geometry .* is not valid JSON"):
         load_localizer(path)
     with pytest.raises(DBSInputError, match="neither a preset"):
         load_localizer("leksell-z")
