@@ -34,6 +34,7 @@ from DBSTargetingLib.frame_registration_job import (  # noqa: E402
     FrameRegistrationJob,
     localizer_presets,
 )
+from DBSTargetingLib.job_panel import JobPanel  # noqa: E402
 from DBSTargetingLib.postop_job import PostopJob  # noqa: E402
 from DBSTargetingLib.segmentation_job import DEVICES, SegmentationJob  # noqa: E402
 from DBSTargetingLib.widget_state import PanelInputs, button_states  # noqa: E402
@@ -173,9 +174,6 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         slicer.vtkMRMLMarkupsNode.PointPositionUndefinedEvent,
         slicer.vtkMRMLTransformableNode.TransformModifiedEvent,
     )
-    #: How often the running segmentation's output is read (ms).
-    POLL_INTERVAL_MS = 100
-
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)  # needed for parameter node observation
@@ -184,16 +182,11 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._observedMarkups = []
         self._shownPlanInputs = None
-        self._job = None  # the running SegmentationJob
-        self._jobInputs = None
-        self._postopJob = None  # the running PostopJob
-        self._postopInputs = None
         self._lastPlan = None
-        self._pollTimer = None
-        self._postopPollTimer = None
-        self._frameJob = None  # the running FrameRegistrationJob
-        self._frameInputs = None
-        self._framePollTimer = None
+        # the background jobs' panels (JobPanel: progress, log, poll timer, cancel)
+        self._segmentationPanel = None
+        self._postopPanel = None
+        self._framePanel = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -220,26 +213,18 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.frameRegisterButton.connect("clicked(bool)", self.onFrameRegisterButton)
         self.ui.frameCancelButton.connect("clicked(bool)", self.onFrameCancelButton)
 
-        self._pollTimer = qt.QTimer()
-        self._pollTimer.setInterval(self.POLL_INTERVAL_MS)
-        self._pollTimer.connect("timeout()", self._pollSegmentation)
-        self._postopPollTimer = qt.QTimer()
-        self._postopPollTimer.setInterval(self.POLL_INTERVAL_MS)
-        self._postopPollTimer.connect("timeout()", self._pollPostop)
-        self._framePollTimer = qt.QTimer()
-        self._framePollTimer.setInterval(self.POLL_INTERVAL_MS)
-        self._framePollTimer.connect("timeout()", self._pollFrameRegistration)
+        self._segmentationPanel = JobPanel("segmentation", self.ui.segmentationProgressBar,
+                                           self.ui.segmentationLogTextEdit, self._finishSegmentation, self._updateButtons)
+        self._postopPanel = JobPanel("post-operative evaluation", self.ui.postopProgressBar, self.ui.postopLogTextEdit,
+                                     self._finishPostop, self._updateButtons)
+        self._framePanel = JobPanel("frame registration", self.ui.frameProgressBar, self.ui.frameLogTextEdit,
+                                    self._finishFrameRegistration, self._updateButtons)
 
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
-        for job in (self._job, self._postopJob, self._frameJob):
-            if job is not None:
-                job.cancel()
-        self._job = self._postopJob = self._frameJob = None
-        for timer in (self._pollTimer, self._postopPollTimer, self._framePollTimer):
-            if timer is not None:
-                timer.stop()
+        for panel in self._jobPanels():
+            panel.close()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -254,14 +239,13 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
 
     def onSceneStartClose(self, caller, event) -> None:
-        if self._job is not None:
-            self.onCancelButton()
-        if self._postopJob is not None:
-            self.onPostopCancelButton()
-        if self._frameJob is not None:
-            self.onFrameCancelButton()
+        for panel in self._jobPanels():
+            panel.cancel()
         self._lastPlan = None
         self.setParameterNode(None)
+
+    def _jobPanels(self) -> list:
+        return [panel for panel in (self._segmentationPanel, self._postopPanel, self._framePanel) if panel is not None]
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
@@ -322,8 +306,8 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             has_segmentation=bool(node and node.segmentation),
             has_plan=self._currentPlan() is not None,
             has_postop_ct=bool(node and node.postoperativeCT),
-            segmentation_running=self._job is not None,
-            postop_running=self._postopJob is not None,
+            segmentation_running=bool(self._segmentationPanel and self._segmentationPanel.running),
+            postop_running=bool(self._postopPanel and self._postopPanel.running),
         )
         buttons = {"segment": self.ui.segmentButton, "cancel": self.ui.cancelButton, "plan": self.ui.planButton,
                    "frame": self.ui.computeFrameButton, "postop": self.ui.postopButton,
@@ -331,7 +315,7 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for name, state in button_states(inputs).items():
             buttons[name].enabled = state.enabled
             buttons[name].toolTip = state.tooltip
-        frameRunning = self._frameJob is not None
+        frameRunning = bool(self._framePanel and self._framePanel.running)
         self.ui.frameRegisterButton.enabled = bool(node and node.frameImage) and not frameRunning
         self.ui.frameRegisterButton.toolTip = (
             "Wait for the running frame registration, or cancel it." if frameRunning else
@@ -391,59 +375,21 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSegmentButton(self) -> None:
         node = self._parameterNode
-        self.ui.segmentationLogTextEdit.clear()
-        self.ui.segmentationProgressBar.value = 0
-        try:
-            with slicer.util.tryWithErrorDisplay("Cannot start the segmentation.", waitCursor=True):
-                self.logic.ensureDependencies(interactive=True, needsTorch=True)
-                self._job = self.logic.startSegmentation(node.preoperativeVolume, node.landmarksMarkups, node.device)
-        except Exception:  # shown by tryWithErrorDisplay
-            self._job = None
-            return
-        self._jobInputs = (node.preoperativeVolume, node.caseName, node.outputSegmentation, node.showUncertainty)
-        self._appendLog(f"Started: {' '.join(self._job.runner.command[:4])} …")
-        self._pollTimer.start()
-        self._updateButtons()
 
-    def _appendLog(self, text: str) -> None:
-        self.ui.segmentationLogTextEdit.appendPlainText(text)
+        def start():
+            self.logic.ensureDependencies(interactive=True, needsTorch=True)
+            return self.logic.startSegmentation(node.preoperativeVolume, node.landmarksMarkups, node.device)
 
-    @staticmethod
-    def _showJobOutput(job, progressBar, logTextEdit) -> bool:
-        """Show a background job's new lines and progress; ``True`` once the job has ended."""
-        for line in job.poll():
-            logTextEdit.appendPlainText(line.text if line.stream == "stdout" else f"[stderr] {line.text}")
-        fraction, message = job.progress
-        progressBar.value = int(round(100 * fraction))
-        progressBar.format = f"%p%  {message}"
-        return job.result is not None
+        self._segmentationPanel.start(start, (node.preoperativeVolume, node.caseName, node.outputSegmentation,
+                                              node.showUncertainty))
 
-    def _pollSegmentation(self) -> None:
-        """GUI timer: show the child's new lines and progress; when it has ended, make the nodes."""
-        job = self._job
-        if job is None:
-            self._pollTimer.stop()
-            return
-        if not self._showJobOutput(job, self.ui.segmentationProgressBar, self.ui.segmentationLogTextEdit):
-            return
-        self._pollTimer.stop()
-        self._job = None
-        mriNode, caseName, outputNode, showUncertainty = self._jobInputs
-        try:
-            if job.result.succeeded:
-                with slicer.util.tryWithErrorDisplay("Failed to show the segmentation.", waitCursor=True):
-                    segmentation = self.logic.finishSegmentation(job, mriNode, caseName, outputNode, showUncertainty)
-                    self._parameterNode.outputSegmentation = segmentation
-                    self._parameterNode.segmentation = segmentation
-                self._appendLog(f"Done in {job.result.duration_s:.0f} s.")
-                self._showSegmentationWarnings()
-            else:
-                self._appendLog(f"Segmentation {job.result.status}: {job.result.reason}")
-                if not job.result.cancelled:
-                    slicer.util.errorDisplay(f"Segmentation failed: {job.result.reason}")
-        finally:
-            job.cleanup()
-            self._updateButtons()
+    def _finishSegmentation(self, job, inputs) -> None:
+        """The segmentation job succeeded: make its nodes and show what it flagged."""
+        mriNode, caseName, outputNode, showUncertainty = inputs
+        segmentation = self.logic.finishSegmentation(job, mriNode, caseName, outputNode, showUncertainty)
+        self._parameterNode.outputSegmentation = segmentation
+        self._parameterNode.segmentation = segmentation
+        self._showSegmentationWarnings()
 
     def _showSegmentationWarnings(self) -> None:
         """The warning line under the segmentation: structures the segment command flagged."""
@@ -453,16 +399,7 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.segmentationWarningLabel.visible = bool(warnings)
 
     def onCancelButton(self) -> None:
-        job = self._job
-        if job is None:
-            return
-        self._pollTimer.stop()
-        job.cancel()  # kills the whole process tree and removes the scratch folder; no node was made
-        self._job = None
-        self.ui.segmentationProgressBar.value = 0
-        self.ui.segmentationProgressBar.format = "%p%"
-        self._appendLog("Cancelled: the scene is unchanged.")
-        self._updateButtons()
+        self._segmentationPanel.cancel()
 
     # --- planning ---------------------------------------------------------------------------------
 
@@ -489,111 +426,43 @@ class DBSTargetingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onPostopButton(self) -> None:
         node = self._parameterNode
         plan = self._currentPlan()
-        self.ui.postopLogTextEdit.clear()
-        self.ui.postopProgressBar.value = 0
-        try:
-            with slicer.util.tryWithErrorDisplay("Cannot start the post-operative evaluation.", waitCursor=True):
-                self.logic.ensureDependencies(interactive=True, needsTorch=False)
-                self._postopJob = self.logic.startPostop(
-                    node.preoperativeVolume, node.postoperativeCT, plan, node.preoperativeCT, leadModel=node.leadModel
-                )
-        except Exception:  # shown by tryWithErrorDisplay
-            self._postopJob = None
-            return
-        self._postopInputs = (node.postoperativeCT, node.caseName)
-        self.ui.postopLogTextEdit.appendPlainText(f"Started: {' '.join(self._postopJob.runner.command[:4])} …")
-        self._postopPollTimer.start()
-        self._updateButtons()
 
-    def _pollPostop(self) -> None:
-        """GUI timer: show the child's progress; when it has ended, show the leads and the errors."""
-        job = self._postopJob
-        if job is None:
-            self._postopPollTimer.stop()
-            return
-        if not self._showJobOutput(job, self.ui.postopProgressBar, self.ui.postopLogTextEdit):
-            return
-        self._postopPollTimer.stop()
-        self._postopJob = None
-        ctNode, caseName = self._postopInputs
-        try:
-            if job.result.succeeded:
-                with slicer.util.tryWithErrorDisplay("Failed to show the post-operative result.", waitCursor=True):
-                    postop = self.logic.finishPostop(job, caseName, ctNode)
-                    self.ui.postopLogTextEdit.appendPlainText(self.logic.postopText(postop))
-                    self.ui.postopLogTextEdit.appendPlainText(f"Done in {job.result.duration_s:.0f} s.")
-            else:
-                self.ui.postopLogTextEdit.appendPlainText(f"Post-operative evaluation {job.result.status}: {job.result.reason}")
-                if not job.result.cancelled:
-                    slicer.util.errorDisplay(f"Post-operative evaluation failed: {job.result.reason}")
-        finally:
-            job.cleanup()
-            self._updateButtons()
+        def start():
+            self.logic.ensureDependencies(interactive=True, needsTorch=False)
+            return self.logic.startPostop(node.preoperativeVolume, node.postoperativeCT, plan, node.preoperativeCT,
+                                          leadModel=node.leadModel)
+
+        self._postopPanel.start(start, (node.postoperativeCT, node.caseName))
+
+    def _finishPostop(self, job, inputs) -> None:
+        """The post-operative job succeeded: make its nodes and show the leads and the errors."""
+        ctNode, caseName = inputs
+        postop = self.logic.finishPostop(job, caseName, ctNode)
+        self._postopPanel.log(self.logic.postopText(postop))
 
     def onPostopCancelButton(self) -> None:
-        job = self._postopJob
-        if job is None:
-            return
-        self._postopPollTimer.stop()
-        job.cancel()  # kills the whole process tree and removes the scratch folder; no node was made
-        self._postopJob = None
-        self.ui.postopProgressBar.value = 0
-        self.ui.postopProgressBar.format = "%p%"
-        self.ui.postopLogTextEdit.appendPlainText("Cancelled: the scene is unchanged.")
-        self._updateButtons()
+        self._postopPanel.cancel()
 
     # --- frame registration ------------------------------------------------------------------------
 
     def onFrameRegisterButton(self) -> None:
         node = self._parameterNode
-        self.ui.frameLogTextEdit.clear()
-        self.ui.frameProgressBar.value = 0
-        try:
-            with slicer.util.tryWithErrorDisplay("Cannot start the frame registration.", waitCursor=True):
-                self.logic.ensureDependencies(interactive=True, needsTorch=False)
-                self._frameJob = self.logic.startFrameRegistration(node.frameImage, node.frameLocalizer)
-        except Exception:  # shown by tryWithErrorDisplay
-            self._frameJob = None
-            return
-        self._frameInputs = (node.caseName, node.imageToFrameTransform)
-        self.ui.frameLogTextEdit.appendPlainText(f"Started: {' '.join(self._frameJob.runner.command[:4])} …")
-        self._framePollTimer.start()
-        self._updateButtons()
 
-    def _pollFrameRegistration(self) -> None:
-        job = self._frameJob
-        if job is None:
-            self._framePollTimer.stop()
-            return
-        if not self._showJobOutput(job, self.ui.frameProgressBar, self.ui.frameLogTextEdit):
-            return
-        self._framePollTimer.stop()
-        self._frameJob = None
-        caseName, transformNode = self._frameInputs
-        try:
-            if job.result.succeeded:
-                with slicer.util.tryWithErrorDisplay("Failed to show the frame registration.", waitCursor=True):
-                    nodes = self.logic.finishFrameRegistration(job, caseName, transformNode)
-                    self._parameterNode.imageToFrameTransform = nodes["transform"]
-                    self.ui.frameLogTextEdit.appendPlainText(nodes["table"].GetDescription())
-            else:
-                self.ui.frameLogTextEdit.appendPlainText(f"Frame registration {job.result.status}: {job.result.reason}")
-                if not job.result.cancelled:
-                    slicer.util.errorDisplay(f"Frame registration failed: {job.result.reason}")
-        finally:
-            job.cleanup()
-            self._updateButtons()
+        def start():
+            self.logic.ensureDependencies(interactive=True, needsTorch=False)
+            return self.logic.startFrameRegistration(node.frameImage, node.frameLocalizer)
+
+        self._framePanel.start(start, (node.caseName, node.imageToFrameTransform))
+
+    def _finishFrameRegistration(self, job, inputs) -> None:
+        """The frame registration succeeded: make its transform and table, select the transform."""
+        caseName, transformNode = inputs
+        nodes = self.logic.finishFrameRegistration(job, caseName, transformNode)
+        self._parameterNode.imageToFrameTransform = nodes["transform"]
+        self._framePanel.log(nodes["table"].GetDescription())
 
     def onFrameCancelButton(self) -> None:
-        job = self._frameJob
-        if job is None:
-            return
-        self._framePollTimer.stop()
-        job.cancel()
-        self._frameJob = None
-        self.ui.frameProgressBar.value = 0
-        self.ui.frameLogTextEdit.appendPlainText("Cancelled: the scene is unchanged.")
-        self._updateButtons()
+        self._framePanel.cancel()
 
     def onResliceButton(self) -> None:
         """Probe's-eye view: the red slice view perpendicular to the selected trajectory, at its target."""
@@ -899,6 +768,8 @@ class DBSTargetingTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_CancelLeavesTheSceneAsItWas()
         self.setUp()
+        self.test_CancelButtonEndsTheRunningJob()
+        self.setUp()
         self.test_PlanNodesInOneCaseFolder()
         self.setUp()
         self.test_PostopNodesInOneCaseFolder()
@@ -1038,6 +909,41 @@ class DBSTargetingTest(ScriptedLoadableModuleTest):
         self.assertLess(time.monotonic() - started, 2.0)
         self.assertTrue(job.result.cancelled)
         self.assertFalse(job.scratch.exists())
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodesBefore)
+
+    def test_CancelButtonEndsTheRunningJob(self):
+        """Through the panel (JobPanel): the progress shows, Cancel ends the child, frees the buttons, says so
+        in the log and adds no node."""
+        import tempfile
+        import time
+        from pathlib import Path
+
+        self.delayDisplay("The Cancel button ends the running job")
+        widget = slicer.modules.dbstargeting.widgetRepresentation().self()
+        slicer.util.selectModule("DBSTargeting")
+        script = Path(tempfile.mkdtemp()) / "sleeper.py"
+        script.write_text("import time\nprint('PROGRESS 0.10 sleeping', flush=True)\ntime.sleep(60)\n")
+        mri = self._smallVolume()
+        widget.logic.getParameterNode().preoperativeVolume = mri
+        nodesBefore = slicer.mrmlScene.GetNumberOfNodes()
+        panel = widget._segmentationPanel
+        panel.start(lambda: widget.logic.startSegmentation(mri, command=[widget.logic.pythonExecutable(), str(script)]),
+                    (mri, "Case", None, False))
+        self.assertTrue(panel.running)
+        self.assertTrue(widget.ui.cancelButton.enabled)
+        self.assertFalse(widget.ui.segmentButton.enabled)
+        deadline = time.monotonic() + 30
+        while widget.ui.segmentationProgressBar.value < 10 and time.monotonic() < deadline:
+            slicer.app.processEvents()
+            time.sleep(0.02)
+        self.assertEqual(widget.ui.segmentationProgressBar.value, 10)
+        job = panel.job
+        widget.ui.cancelButton.click()
+        self.assertTrue(job.result.cancelled)
+        self.assertFalse(panel.running)
+        self.assertFalse(widget.ui.cancelButton.enabled)
+        self.assertTrue(widget.ui.segmentButton.enabled)
+        self.assertIn("Cancelled: the scene is unchanged.", widget.ui.segmentationLogTextEdit.toPlainText())
         self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodesBefore)
 
     def test_PlanNodesInOneCaseFolder(self):
