@@ -10,8 +10,11 @@ localization's affine. Steps, on a 2 mm working grid (the ROI averaged 2 x 2 x 2
 3. optional deformation stage (``deformation_rounds``, 0 as shipped: it measured no better than the
    affine stage alone, docs/segmentation.md): a dense displacement (Gaussian-smoothed parameters,
    membrane penalty) that maximises the same likelihood, Gaussians re-estimated between rounds;
-4. on the 1 mm ROI: the priors through the affine (+ displacement), Gaussians refined, posterior of every
-   class = prior x likelihood, normalised; summed per output label (SNc + SNr = SN; the rest background).
+4. on the 1 mm ROI: the priors through the affine (+ displacement); the Gaussians refined, then re-estimated
+   from the pure voxels only (prior >= ``gaussian_purity`` for some class: partial-volume voxels at the
+   boundaries would widen a nucleus's Gaussian and make it grow, intensity_model.fit_gaussians_to_pure_voxels);
+   posterior of every class = prior x likelihood, normalised; summed per output label (SNc + SNr = SN; the
+   rest background).
 
 Where a nucleus has no contrast (the STN on T1) its likelihood equals its neighbours' and its posterior
 stays the deformed prior: the atlas shape, carried by the anatomy around it that does show.
@@ -27,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from . import deformation
-from .intensity_model import fit_gaussians, log_gaussian, normalise_roi
+from .intensity_model import fit_gaussians, fit_gaussians_to_pure_voxels, log_gaussian, normalise_roi
 from .priors import AtlasPrior
 
 
@@ -169,12 +172,15 @@ def _fit_case(image_roi, inside, prior: AtlasPrior, device, parameters, deform) 
         mask1 = mask.reshape(-1)
         voxels1 = image.reshape(-1)[mask1]
         warped_flat = warped.reshape(warped.shape[0], -1)
-        mean, variance = fit_gaussians(voxels1, _group_sum(warped_flat[:, mask1], groups, count), mean, variance,
-                                       2 if deform else 8, floor)
+        group_prior = _group_sum(warped_flat[:, mask1], groups, count)
+        mean, variance = fit_gaussians(voxels1, group_prior, mean, variance, 2 if deform else 8, floor)
+        if float(p["gaussian_purity"]) > 0:
+            mean, variance = fit_gaussians_to_pure_voxels(voxels1, group_prior, mean, variance,
+                                                          float(p["gaussian_purity"]), variance_floor=floor)
         group_likelihood = log_gaussian(voxels1, mean, variance)
         log_posterior = torch.log(warped_flat + 1e-6)
         log_posterior[:, mask1] += group_likelihood[groups]
-        information = atlas_information_nats(_group_sum(warped_flat[:, mask1], groups, count), group_likelihood)
+        information = atlas_information_nats(group_prior, group_likelihood)
         posterior = torch.softmax(log_posterior, 0)
         labels = torch.from_numpy(prior.output_labels).to(device)
         per_label = torch.zeros((int(labels.max()) + 1, posterior.shape[1]), device=device)

@@ -10,6 +10,9 @@ import math
 
 import torch
 
+#: Least pure prior mass (voxels) from which a group's Gaussian is re-estimated (fit_gaussians_to_pure_voxels).
+MIN_PURE_VOXELS = 20.0
+
 
 def log_gaussian(image: torch.Tensor, mean: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
     """(G, N) log-density of each voxel of ``image`` (N,) under each group's Gaussian."""
@@ -34,6 +37,30 @@ def fit_gaussians(image: torch.Tensor, prior: torch.Tensor, mean=None, variance=
         total = weight.sum(1) + 1e-6
         mean = (weight * image).sum(1) / total
         variance = (weight * (image - mean[:, None]) ** 2).sum(1) / total + variance_floor
+    return mean, variance
+
+
+def fit_gaussians_to_pure_voxels(image: torch.Tensor, prior: torch.Tensor, mean: torch.Tensor,
+                                 variance: torch.Tensor, purity: float, iterations: int = 4,
+                                 variance_floor: float = 1e-4,
+                                 min_voxels: float = MIN_PURE_VOXELS) -> tuple[torch.Tensor, torch.Tensor]:
+    """EM re-estimate of the group Gaussians from the *pure* voxels only: those where the prior gives some
+    group at least ``purity``, i.e. away from the boundaries between classes.
+
+    Why: at a boundary a voxel mixes two classes (partial volume, thick slices); counted in a small
+    nucleus's Gaussian such voxels widen it, the wider Gaussian then claims more of the boundary and the
+    nucleus grows (by ~20% of its volume on the tuning cases). A group with fewer than ``min_voxels`` of
+    pure prior mass keeps the estimate it had (``mean``, ``variance``, from all voxels).
+    """
+    pure = (prior.max(0).values >= purity).to(image.dtype)
+    enough = (prior * pure).sum(1) >= min_voxels
+    for _ in range(iterations):
+        weight = torch.softmax(torch.log(prior + 1e-6) + log_gaussian(image, mean, variance), 0) * pure
+        total = weight.sum(1) + 1e-6
+        pure_mean = (weight * image).sum(1) / total
+        pure_variance = (weight * (image - pure_mean[:, None]) ** 2).sum(1) / total + variance_floor
+        mean = torch.where(enough, pure_mean, mean)
+        variance = torch.where(enough, pure_variance, variance)
     return mean, variance
 
 

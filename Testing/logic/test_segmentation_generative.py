@@ -85,13 +85,15 @@ def test_moved_dark_nuclei_are_followed_beyond_the_atlas(model, moved_case, move
     names = ["RN_left", "STN_left", "SN_left"]
     engine_dice = {n: dice(ours == L.BY_NAME[n].code, truth == L.BY_NAME[n].code) for n in names}
     atlas_dice = {n: dice(atlas == L.BY_NAME[n].code, truth == L.BY_NAME[n].code) for n in names}
-    # measured: engine 0.69 (STN) - 0.82, atlas 0.56-0.65 on these moved nuclei (the image lies on the
-    # anatomy's grid, half a voxel off the engine's ROI grid, so the labels are interpolated back to it)
+    # measured: engine RN 0.83, STN 0.73, SN 0.82 (0.81 / 0.69 / 0.82 before the Gaussians were fitted to pure
+    # voxels), atlas 0.56-0.65 on these moved nuclei (the image lies on the anatomy's grid, half a voxel off
+    # the engine's ROI grid, so the labels are interpolated back to it)
     assert np.mean(list(engine_dice.values())) >= np.mean(list(atlas_dice.values())) + 0.15, (engine_dice, atlas_dice)
-    assert min(engine_dice.values()) >= 0.65, engine_dice
-    # the centroids follow the 2.7-2.9 mm move more than a third of the way: measured errors RN 1.16, STN 1.54,
-    # SN 0.94 mm (the atlas: 2.83, 2.71, 2.89 mm). A move this large and this local is beyond what the prior
-    # lets the posterior recover in full (docs/segmentation.md).
+    assert min(engine_dice.values()) >= 0.70, engine_dice
+    # the centroids follow the 2.7-2.9 mm move about two thirds of the way: measured errors RN 0.96, STN 1.25,
+    # SN 0.88 mm (the atlas: 2.83, 2.71, 2.89 mm; before the pure-voxel Gaussians 1.16, 1.54, 0.94). A move
+    # this large and this local is beyond what the prior lets the posterior recover in full
+    # (docs/segmentation.md).
     errors = []
     for n in names:
         code = L.BY_NAME[n].code
@@ -99,8 +101,8 @@ def test_moved_dark_nuclei_are_followed_beyond_the_atlas(model, moved_case, move
         ours_c = volume.ijk_to_ras_points(np.argwhere(ours == code).mean(0)[::-1])
         atlas_c = volume.ijk_to_ras_points(np.argwhere(atlas == code).mean(0)[::-1])
         errors.append(np.linalg.norm(true_c - ours_c))
-        assert errors[-1] <= 0.65 * np.linalg.norm(true_c - atlas_c), (n, true_c, ours_c, atlas_c)
-    assert np.mean(errors) <= 1.4, errors
+        assert errors[-1] <= 0.55 * np.linalg.norm(true_c - atlas_c), (n, true_c, ours_c, atlas_c)
+    assert np.mean(errors) <= 1.2, errors
     # the unmoved right side stays where it was
     for n in ("RN_right", "STN_right", "SN_right"):
         code = L.BY_NAME[n].code
@@ -191,3 +193,31 @@ def test_prior_sits_where_the_anatomy_is(model, anatomy):
         centroid_prior = mean_kji[::-1] @ roi_to_ras[:3, :3].T + roi_to_ras[:3, 3]
         assert np.linalg.norm(centroid_prior - centroid_map) < 0.1, (priors.class_name(code), centroid_prior, centroid_map)
         assert abs(weights.sum() / mask.sum() - 1.0) < 0.05, priors.class_name(code)
+
+
+def test_pure_voxel_gaussians_are_not_widened_by_partial_volume():
+    """A dark nucleus (10% of the voxels) blurred into bright tissue: fitted on every voxel, its Gaussian takes
+    the boundary's mixed voxels and widens; fitted on the pure voxels (prior >= 0.7), it is narrower and its
+    mean nearer the truth. A class without pure voxels keeps the estimate it started from."""
+    import torch
+    from scipy import ndimage
+
+    from DBSSegmentationLogic.segmentation.intensity_model import fit_gaussians, fit_gaussians_to_pure_voxels
+
+    rng = np.random.default_rng(7)
+    x = np.arange(4000, dtype=np.float64)
+    nucleus = (x % 400 < 40).astype(np.float64)  # 10 nuclei of 40 voxels
+    fraction = ndimage.gaussian_filter1d(nucleus, 2.0, mode="wrap")  # partial volume across the boundary
+    image = 0.2 * fraction + 1.0 * (1 - fraction) + rng.normal(0, 0.03, x.size)
+    soft = ndimage.gaussian_filter1d(nucleus, 1.0, mode="wrap")  # the atlas: right place, soft edges
+    third = np.full_like(soft, 1e-3)  # a class that is nowhere pure
+    prior = np.stack([soft, 1 - soft, third])
+    prior /= prior.sum(0, keepdims=True)
+    image_t, prior_t = torch.tensor(image, dtype=torch.float32), torch.tensor(prior, dtype=torch.float32)
+    mean, variance = fit_gaussians(image_t, prior_t, iterations=8)
+    pure_mean, pure_variance = fit_gaussians_to_pure_voxels(image_t, prior_t, mean, variance, purity=0.7)
+    true_sd, all_sd, pure_sd = 0.03, float(variance[0].sqrt()), float(pure_variance[0].sqrt())
+    assert all_sd > 2 * true_sd, all_sd  # widened by the mixed voxels: measured 0.083
+    assert pure_sd < 0.75 * all_sd and pure_sd < 2 * true_sd, (pure_sd, all_sd)  # measured 0.054
+    assert abs(float(pure_mean[0]) - 0.2) < abs(float(mean[0]) - 0.2)  # measured 0.213 against 0.227
+    assert float(pure_mean[2]) == float(mean[2]) and float(pure_variance[2]) == float(variance[2])
