@@ -9,7 +9,8 @@
 (c) the network shipped before this engine (3D U-Net ``step600``, weights read from git history at
     ``NETWORK_COMMIT``, same localization);
 (d) ANTs SyN (antspyx): the template T1 registered to the case (its own affine + SyN, Mattes MI), the
-    CIT168 labels carried by it.
+    CIT168 labels carried by it; and SyN alone started from the engine's localization (``ants_syn_localized``:
+    the case resampled into template space through it, so both start from the same affine).
 
     .venv/bin/python benchmarks/benchmark_segmentation.py [--cases 2] [--no-ants] [--no-dense] [--out benchmarks/results]
 
@@ -56,7 +57,7 @@ DATA = ROOT.parent / "shared" / "data"
 NAMES = [s.name for s in label_codes.STRUCTURES]
 NETWORK_COMMIT = "14f749d"
 METHODS = ("engine", "engine_dense", "atlas_affine", "atlas_exact_pose", "own_anatomy_exact_pose", "network",
-           "ants_syn")
+           "ants_syn", "ants_syn_localized")
 #: The engine with its dense deformation stage switched on (3 rounds), measured beside the shipped setting.
 DENSE = {"deformation_rounds": 3}
 FAMILIES = [("cit168_varied", "T1"), ("cit168_varied", "T2"), ("cit168_varied", "SWI"), ("cit168_varied", "QSM"),
@@ -170,6 +171,37 @@ class LegacyNetwork:
 
 
 # ----------------------------------------------------------------------------------- ANTs SyN
+def _ants():
+    import ants
+    return ants
+
+
+def _crop_box(grid: Volume, matrix: np.ndarray, margin_mm: float):
+    """Voxel bounds of ``grid`` around the ROI as ``matrix`` (template RAS -> grid RAS) maps it, + margin."""
+    roi = template.roi_ijk_to_template_ras()
+    size = np.array(template.ROI_SHAPE_IJK)
+    corners = np.array([[a, b, c] for a in (0, size[0]) for b in (0, size[1]) for c in (0, size[2])], float)
+    ras = (matrix @ roi @ np.c_[corners, np.ones(8)].T).T[:, :3]
+    ijk = grid.ras_to_ijk_points(ras)
+    pad = margin_mm / grid.spacing_mm
+    low = np.maximum(np.floor(ijk.min(0) - pad).astype(int), 0)
+    high = np.minimum(np.ceil(ijk.max(0) + pad).astype(int) + 1, np.array(grid.shape_ijk))
+    return low, high
+
+
+def _to_ants(grid: Volume, low, high, array):
+    """The sub-block [low, high) (i, j, k) of ``array`` on ``grid``'s geometry as an ANTs image (LPS)."""
+    sub = np.ascontiguousarray(array[low[2]:high[2], low[1]:high[1], low[0]:high[0]].astype(np.float32))
+    shift = np.eye(4)
+    shift[:3, 3] = low
+    matrix = grid.ijk_to_ras @ shift
+    spacing = np.linalg.norm(matrix[:3, :3], axis=0)
+    direction_ras = matrix[:3, :3] / spacing
+    lps = np.diag([-1.0, -1.0, 1.0])
+    return _ants().from_numpy(sub.transpose(2, 1, 0).copy(), origin=tuple((lps @ matrix[:3, 3]).tolist()),
+                              spacing=tuple(spacing.tolist()), direction=lps @ direction_ras)
+
+
 def ants_syn(volume: Volume, template_to_input_ras: np.ndarray, t1: Volume, atlas_labels: Volume,
              threads: int) -> np.ndarray:
     """ANTs SyN of the template T1 (cropped to the ROI + 20 mm) onto the case (cropped to the ROI as the
@@ -177,41 +209,56 @@ def ants_syn(volume: Volume, template_to_input_ras: np.ndarray, t1: Volume, atla
     labels through the result (genericLabel), pasted into the case grid."""
     import os
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(threads)
-    import ants
-
-    def crop_box(grid: Volume, matrix: np.ndarray, margin_mm: float):
-        roi = template.roi_ijk_to_template_ras()
-        size = np.array(template.ROI_SHAPE_IJK)
-        corners = np.array([[a, b, c] for a in (0, size[0]) for b in (0, size[1]) for c in (0, size[2])], float)
-        ras = (matrix @ roi @ np.c_[corners, np.ones(8)].T).T[:, :3]
-        ijk = grid.ras_to_ijk_points(ras)
-        pad = margin_mm / grid.spacing_mm
-        low = np.maximum(np.floor(ijk.min(0) - pad).astype(int), 0)
-        high = np.minimum(np.ceil(ijk.max(0) + pad).astype(int) + 1, np.array(grid.shape_ijk))
-        return low, high
-
-    def to_ants(grid: Volume, low, high, array):
-        sub = np.ascontiguousarray(array[low[2]:high[2], low[1]:high[1], low[0]:high[0]].astype(np.float32))
-        shift = np.eye(4)
-        shift[:3, 3] = low
-        matrix = grid.ijk_to_ras @ shift
-        spacing = np.linalg.norm(matrix[:3, :3], axis=0)
-        direction_ras = matrix[:3, :3] / spacing
-        lps = np.diag([-1.0, -1.0, 1.0])
-        image = ants.from_numpy(sub.transpose(2, 1, 0).copy(), origin=tuple((lps @ matrix[:3, 3]).tolist()),
-                                spacing=tuple(spacing.tolist()), direction=lps @ direction_ras)
-        return image
-
-    low_c, high_c = crop_box(volume, template_to_input_ras, 15.0)
-    low_t, high_t = crop_box(t1, np.eye(4), 20.0)
-    fixed = to_ants(volume, low_c, high_c, volume.array)
-    moving = to_ants(t1, low_t, high_t, t1.array)
-    moving_labels = to_ants(atlas_labels, low_t, high_t, atlas_labels.array)
+    ants = _ants()
+    low_c, high_c = _crop_box(volume, template_to_input_ras, 15.0)
+    low_t, high_t = _crop_box(t1, np.eye(4), 20.0)
+    fixed = _to_ants(volume, low_c, high_c, volume.array)
+    moving = _to_ants(t1, low_t, high_t, t1.array)
+    moving_labels = _to_ants(atlas_labels, low_t, high_t, atlas_labels.array)
     result = ants.registration(fixed=fixed, moving=moving, type_of_transform="SyN", random_seed=1)
     warped = ants.apply_transforms(fixed=fixed, moving=moving_labels, transformlist=result["fwdtransforms"],
                                    interpolator="genericLabel")
     out = np.zeros(volume.array.shape, dtype=np.uint8)
     out[low_c[2]:high_c[2], low_c[1]:high_c[1], low_c[0]:high_c[0]] = warped.numpy().transpose(2, 1, 0).round().astype(np.uint8)
+    return out
+
+
+def ants_syn_localized(volume: Volume, template_to_input_ras: np.ndarray, t1: Volume, atlas_labels: Volume,
+                       threads: int, margin_mm: int = 15) -> np.ndarray:
+    """ANTs SyN started from the engine's own localization (the fairer SyN baseline): the case resampled
+    (linear) through the localization onto a 1 mm template-space box (the ROI + ``margin_mm``), the template
+    T1 registered onto it by SyN alone (``SyNOnly``, identity start, Mattes MI), the CIT168 labels carried
+    by it (genericLabel) and mapped back to the case grid through the localization (nearest)."""
+    import os
+    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(threads)
+    ants = _ants()
+    box = template.roi_ijk_to_template_ras() @ np.block([[np.eye(3), -margin_mm * np.ones((3, 1))],
+                                                          [np.zeros((1, 3)), np.ones((1, 1))]])
+    shape_ijk = np.array(template.ROI_SHAPE_IJK) + 2 * margin_mm
+    k, j, i = np.meshgrid(*[np.arange(n, dtype=float) for n in shape_ijk[::-1]], indexing="ij")
+    box_ras = np.stack([i, j, k], -1).reshape(-1, 3) @ box[:3, :3].T + box[:3, 3]
+    input_ras = box_ras @ template_to_input_ras[:3, :3].T + template_to_input_ras[:3, 3]
+    ijk = volume.ras_to_ijk_points(input_ras)
+    sampled = ndimage.map_coordinates(volume.array.astype(np.float32), ijk[:, ::-1].T, order=1, cval=0.0)
+    box_volume = Volume(sampled.reshape(tuple(shape_ijk[::-1])), box)
+    fixed = _to_ants(box_volume, np.zeros(3, int), shape_ijk, box_volume.array)
+    low_t, high_t = _crop_box(t1, np.eye(4), margin_mm + 5.0)
+    moving = _to_ants(t1, low_t, high_t, t1.array)
+    moving_labels = _to_ants(atlas_labels, low_t, high_t, atlas_labels.array)
+    result = ants.registration(fixed=fixed, moving=moving, type_of_transform="SyNOnly",
+                               initial_transform="Identity", random_seed=1)
+    warped = ants.apply_transforms(fixed=fixed, moving=moving_labels, transformlist=result["fwdtransforms"],
+                                   interpolator="genericLabel").numpy().transpose(2, 1, 0).round().astype(np.uint8)
+    low_c, high_c = _crop_box(volume, template_to_input_ras, margin_mm)
+    kk, jj, ii = np.meshgrid(*[np.arange(a, b, dtype=float) for a, b in zip(low_c[::-1], high_c[::-1])], indexing="ij")
+    case_ras = np.stack([ii, jj, kk], -1).reshape(-1, 3) @ volume.ijk_to_ras[:3, :3].T + volume.ijk_to_ras[:3, 3]
+    to_box = np.linalg.inv(box) @ np.linalg.inv(template_to_input_ras)
+    box_ijk = np.rint(case_ras @ to_box[:3, :3].T + to_box[:3, 3]).astype(int)
+    inside = np.all((box_ijk >= 0) & (box_ijk < shape_ijk), axis=1)
+    values = np.zeros(len(box_ijk), dtype=np.uint8)
+    values[inside] = warped[box_ijk[inside, 2], box_ijk[inside, 1], box_ijk[inside, 0]]
+    out = np.zeros(volume.array.shape, dtype=np.uint8)
+    out[low_c[2]:high_c[2], low_c[1]:high_c[1], low_c[0]:high_c[0]] = values.reshape(kk.shape)
     return out
 
 
@@ -279,6 +326,12 @@ def run_case(case: cases.Case, model, network, t1, atlas_labels, threads, use_an
             out["seconds"]["ants_syn"] = time.perf_counter() - started
         out["peak_mb"]["ants_syn"] = memory.mb
         out["scores"]["ants_syn"] = evaluate(labels, case.truth, volume)
+        with PeakMemory() as memory:
+            started = time.perf_counter()
+            labels = ants_syn_localized(volume, located, t1, atlas_labels, threads)
+            out["seconds"]["ants_syn_localized"] = time.perf_counter() - started + localization_s
+        out["peak_mb"]["ants_syn_localized"] = memory.mb
+        out["scores"]["ants_syn_localized"] = evaluate(labels, case.truth, volume)
     line = " | ".join(f"{m} {np.mean([v['dice'] for v in out['scores'][m].values()]):.3f} ({out['seconds'][m]:.1f} s)"
                       for m in out["scores"])
     print(f"{case.name}: {line} | fallback {result.fallback or '-'}", flush=True)
@@ -331,7 +384,8 @@ def whole_command(image_path: Path, workdir: Path) -> dict:
 def markdown(report: dict) -> str:
     lines = [f"Command: `{report['command']}`; {report['hardware']}.", ""]
     labels = {"engine": "engine (this)", "engine_dense": "engine + dense deformation", "atlas_affine": "atlas, engine's affine", "atlas_exact_pose":
-              "atlas, exact pose", "own_anatomy_exact_pose": "case's own anatomy, exact pose (ceiling)", "network": "network (old)", "ants_syn": "ANTs SyN"}
+              "atlas, exact pose", "own_anatomy_exact_pose": "case's own anatomy, exact pose (ceiling)", "network": "network (old)", "ants_syn": "ANTs SyN",
+              "ants_syn_localized": "ANTs SyN from the engine's localization"}
     lines += ["| family | cases | method | mean Dice (gain vs atlas-affine) | STN Dice L / R | HD95 mm | "
               "centroid mm (mean; worst of RN/SN/STN) | s / case | peak MB |", "|---|---|---|---|---|---|---|---|---|"]
     for key, family in report["families"].items():
@@ -378,10 +432,12 @@ def dice_figure(report: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     families = list(report["families"])
-    methods = [m for m in ("engine", "atlas_affine", "atlas_exact_pose", "own_anatomy_exact_pose", "network", "ants_syn")
+    methods = [m for m in ("engine", "atlas_affine", "atlas_exact_pose", "own_anatomy_exact_pose", "network", "ants_syn",
+                           "ants_syn_localized")
                if all(m in report["families"][f]["summary"] for f in families)]
     names = {"engine": "engine", "atlas_affine": "atlas (engine's affine)", "atlas_exact_pose": "atlas (exact pose)",
-             "own_anatomy_exact_pose": "ceiling: case's own anatomy", "network": "old network", "ants_syn": "ANTs SyN"}
+             "own_anatomy_exact_pose": "ceiling: case's own anatomy", "network": "old network", "ants_syn": "ANTs SyN",
+             "ants_syn_localized": "ANTs SyN (engine's localization)"}
     fig, axis = plt.subplots(figsize=(12, 4.2))
     width = 0.8 / len(methods)
     x = np.arange(len(families))
@@ -392,7 +448,7 @@ def dice_figure(report: dict, path: Path) -> None:
     axis.set_xticklabels([f"{f}\n({report['families'][f]['cases']} cases)" for f in families], fontsize=8)
     axis.set_ylabel("mean Dice, 10 structures")
     axis.set_ylim(0, 1)
-    axis.legend(fontsize=8, ncol=6, loc="upper center")
+    axis.legend(fontsize=8, ncol=4, loc="upper center")
     axis.set_title("Held-out cases: moved/scaled nuclei (CIT168) or BigBrain nuclei, physics-based contrasts, "
                    "2-3 mm oblique slices", fontsize=9)
     fig.tight_layout()
