@@ -28,15 +28,9 @@ def fit_gaussians(image: torch.Tensor, prior: torch.Tensor, mean=None, variance=
     Without a start (``mean`` None) the first estimate weighs the voxels by the prior alone.
     """
     if mean is None:
-        weight = prior
-        total = weight.sum(1) + 1e-6
-        mean = (weight * image).sum(1) / total
-        variance = (weight * (image - mean[:, None]) ** 2).sum(1) / total + variance_floor
+        mean, variance = _weighted_moments(image, prior, variance_floor)
     for _ in range(iterations):
-        weight = torch.softmax(torch.log(prior + 1e-6) + log_gaussian(image, mean, variance), 0)
-        total = weight.sum(1) + 1e-6
-        mean = (weight * image).sum(1) / total
-        variance = (weight * (image - mean[:, None]) ** 2).sum(1) / total + variance_floor
+        mean, variance = _weighted_moments(image, _responsibilities(image, prior, mean, variance), variance_floor)
     return mean, variance
 
 
@@ -55,13 +49,23 @@ def fit_gaussians_to_pure_voxels(image: torch.Tensor, prior: torch.Tensor, mean:
     pure = (prior.max(0).values >= purity).to(image.dtype)
     enough = (prior * pure).sum(1) >= min_voxels
     for _ in range(iterations):
-        weight = torch.softmax(torch.log(prior + 1e-6) + log_gaussian(image, mean, variance), 0) * pure
-        total = weight.sum(1) + 1e-6
-        pure_mean = (weight * image).sum(1) / total
-        pure_variance = (weight * (image - pure_mean[:, None]) ** 2).sum(1) / total + variance_floor
+        weight = _responsibilities(image, prior, mean, variance) * pure
+        pure_mean, pure_variance = _weighted_moments(image, weight, variance_floor)
         mean = torch.where(enough, pure_mean, mean)
         variance = torch.where(enough, pure_variance, variance)
     return mean, variance
+
+
+def _responsibilities(image, prior, mean, variance) -> torch.Tensor:
+    """E-step: (G, N) posterior of each group at each voxel under the prior and the current Gaussians."""
+    return torch.softmax(torch.log(prior + 1e-6) + log_gaussian(image, mean, variance), 0)
+
+
+def _weighted_moments(image, weight, variance_floor: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """M-step: each group's mean and variance (+ floor) of the voxels weighted by ``weight`` (G, N)."""
+    total = weight.sum(1) + 1e-6
+    mean = (weight * image).sum(1) / total
+    return mean, (weight * (image - mean[:, None]) ** 2).sum(1) / total + variance_floor
 
 
 def normalise_roi(image: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
