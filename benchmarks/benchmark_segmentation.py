@@ -232,8 +232,8 @@ def ants_syn_localized(volume: Volume, template_to_input_ras: np.ndarray, t1: Vo
     import os
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(threads)
     ants = _ants()
-    box = template.roi_ijk_to_template_ras() @ np.block([[np.eye(3), -margin_mm * np.ones((3, 1))],
-                                                          [np.zeros((1, 3)), np.ones((1, 1))]])
+    box = template.roi_ijk_to_template_ras()  # the ROI widened by margin_mm on every side
+    box[:3, 3] -= margin_mm * template.ROI_SPACING_MM
     shape_ijk = np.array(template.ROI_SHAPE_IJK) + 2 * margin_mm
     k, j, i = np.meshgrid(*[np.arange(n, dtype=float) for n in shape_ijk[::-1]], indexing="ij")
     box_ras = np.stack([i, j, k], -1).reshape(-1, 3) @ box[:3, :3].T + box[:3, 3]
