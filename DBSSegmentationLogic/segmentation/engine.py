@@ -50,14 +50,15 @@ FALLBACK_MIN_JACOBIAN = 0.0
 FALLBACK_AFFINE_VOLUME_RATIO = 1.5
 FALLBACK_AFFINE_SHIFT_MM = 12.0
 #: A structure whose confidence (mean max-posterior over its voxels) is below this is flagged ``uncertain``
-#: (calibrated on the benchmark's 330 structure-cases, docs/segmentation.md: the 7 below 0.75 had mean Dice
-#: 0.66, those above 0.80; the real head's T1 STNs, 0.72-0.73, are flagged: their contrast on T1 is faint).
+#: (calibrated on the benchmark's 330 structure-cases, docs/segmentation.md: in the latest run the 9 below 0.75
+#: had mean Dice 0.67, those above 0.80; the real head's T1 STNs, 0.73, are flagged: their contrast on T1 is
+#: faint).
 UNCERTAIN_CONFIDENCE = 0.75
 #: Below this many nats per voxel, the atlas's layout explains the image no better than chance
 #: (``generative.atlas_information_nats``): the atlas lies elsewhere than the anatomy, so the localization
 #: failed and every label would be misplaced: the case is refused (exit 2) rather than labelled. Measured
-#: (docs/segmentation.md): 0.02 for the benchmark's QSM case whose localization failed (labels 36-45 mm off),
-#: 0.38-1.03 for its 33 correctly localized cases, 0.60 for the real head. Necessary, not sufficient: a
+#: (docs/segmentation.md): 0.03 for the benchmark's QSM case whose localization failed (labels 36-45 mm off),
+#: 0.37-1.02 for its 33 correctly localized cases, 0.60 for the real head. Necessary, not sufficient: a
 #: localization 9 mm off can still pass (docs/segmentation.md, step 6).
 MIN_ATLAS_INFORMATION_NATS = 0.2
 
