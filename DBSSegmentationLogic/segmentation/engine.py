@@ -139,9 +139,15 @@ def keep_largest_components(labels: np.ndarray) -> np.ndarray:
 
 
 def posterior_to_input(posterior_roi: np.ndarray, volume: Volume, template_to_input_ras: np.ndarray,
-                       device: torch.device | None = None) -> tuple[np.ndarray, np.ndarray]:
+                       device: torch.device | None = None,
+                       structure_log_odds_margin: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """ROI posteriors (11, k, j, i) onto the input grid: linear interpolation of each label's posterior,
-    label = arg-max, uncertainty = 1 - max posterior (0 outside the ROI, where the label is background)."""
+    label = arg-max, uncertainty = 1 - max posterior (0 outside the ROI, where the label is background).
+
+    ``structure_log_odds_margin`` (11,): a voxel gets label l only where l's posterior exceeds the others' by
+    that many nats more (0 for background). Partial-volume voxels on a nucleus's boundary lean towards it,
+    so the plain arg-max makes the nuclei too large (docs/segmentation.md, "decision margin"); the
+    uncertainty stays 1 - the unshifted maximum."""
     device = device or torch.device("cpu")
     labels = np.zeros(volume.array.shape, dtype=np.uint8)
     uncertainty = np.zeros(volume.array.shape, dtype=np.float32)
@@ -165,7 +171,12 @@ def posterior_to_input(posterior_roi: np.ndarray, volume: Volume, template_to_in
     with torch.no_grad():
         sampled = F.grid_sample(posterior, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
         sampled[0] += torch.clamp(1.0 - sampled.sum(0), min=0.0)  # outside the ROI: background
-        best, index = sampled.max(0)
+        best = sampled.max(0).values
+        decision = sampled
+        if structure_log_odds_margin is not None:
+            margin = torch.from_numpy(np.asarray(structure_log_odds_margin, dtype=np.float32)).to(device)
+            decision = sampled * torch.exp(-margin).reshape(-1, 1, 1, 1)
+        index = decision.argmax(0)
     box = (slice(low[2], high[2]), slice(low[1], high[1]), slice(low[0], high[0]))
     labels[box] = index.cpu().numpy().astype(np.uint8)
     uncertainty[box] = (1.0 - best).clamp(0.0, 1.0).cpu().numpy()
@@ -216,6 +227,20 @@ def divergence_guard(fit: Fit) -> tuple[np.ndarray, dict]:
             posterior[structure.code] = 0.0
             posterior[:, atlas] = reference[:, atlas]
     return posterior / np.maximum(posterior.sum(0, keepdims=True), 1e-6), reasons
+
+
+def _decision_margins(fallback: dict, parameters: dict) -> np.ndarray | None:
+    """Per output label, the log-odds margin of the final decision (posterior_to_input): the engine's
+    ``structure_log_odds_margin`` for the structures it fitted; 0 for background and for any structure that
+    fell back to the atlas, whose region stays the atlas's own."""
+    if "case" in fallback:
+        return None
+    margin = np.full(label_codes.NUM_CLASSES, float(parameters.get("structure_log_odds_margin", 0.0)))
+    margin[0] = 0.0
+    for structure in label_codes.STRUCTURES:
+        if structure.name in fallback:
+            margin[structure.code] = 0.0
+    return margin
 
 
 # --------------------------------------------------------------------------- results
@@ -309,7 +334,9 @@ def segment(volume: Volume, model: LoadedModel, ac_ras=None, pc_ras=None, midlin
 
     progress(0.80, "post-processing")
     step = time.perf_counter()
-    label_array, uncertainty_array = posterior_to_input(posterior, volume, located.template_to_input_ras, model.device)
+    margin = _decision_margins(fallback, {**model.manifest["parameters"], **(parameters or {})}) if deform else None
+    label_array, uncertainty_array = posterior_to_input(posterior, volume, located.template_to_input_ras, model.device,
+                                                        margin)
     label_array = keep_largest_components(label_array)
     labels = volume.with_array(label_array)
     acpc = AcpcSpace.from_landmarks(located.ac_ras, located.pc_ras, located.midline_ras)

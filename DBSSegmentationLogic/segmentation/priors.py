@@ -39,7 +39,7 @@ DEFAULT_PARAMETERS = {
     "affine_rounds": 2, "affine_steps": 40, "affine_learning_rate": 0.005,
     "deformation_rounds": 0, "deformation_steps": 40, "deformation_learning_rate": 0.25,
     "deformation_smoothing_mm": 2.0, "deformation_regularisation": 30.0,
-    "variance_floor": 1e-4, "gaussian_purity": 0.7,
+    "variance_floor": 1e-4, "gaussian_purity": 0.7, "structure_log_odds_margin": 0.3,
 }
 
 
