@@ -23,7 +23,7 @@ import struct
 import tempfile
 import zlib
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
