@@ -10,6 +10,7 @@ landmarks (rigid identity), so each case runs in a few seconds.
 """
 import numpy as np
 import pytest
+from conftest import SAMPLE_CASE
 from label_metrics import dice
 
 from DBSSegmentationLogic.io.volumes import Volume, read_volume
@@ -251,3 +252,23 @@ def test_decision_margin_spares_the_atlas_fallbacks():
     assert margins[0] == 0.0 and margins[L.BY_NAME["STN_left"].code] == 0.0
     assert all(margins[s.code] == 0.3 for s in L.STRUCTURES if s.name != "STN_left")
     assert engine._decision_margins({"case": "affine stage scales the volume by 1.80"}, parameters) is None
+
+
+def test_automatic_localization_is_the_same_in_every_run():
+    """The same image, localized three times with ITK allowed several threads, gives bit-identical maps.
+    (ITK's multi-threaded metric gradients differed in the 15th digit from run to run; the multi-start grew
+    that into localizations, and label maps, that differed between runs of the same command.)"""
+    import SimpleITK as sitk
+
+    from DBSSegmentationLogic.segmentation import localization
+
+    volume = read_volume(SAMPLE_CASE / "sample_t1w.nii.gz")
+    threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(max(threads, 4))
+    try:
+        matrices = [localization.register_to_template(volume).template_to_input_ras for _ in range(3)]
+        assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == max(threads, 4)  # restored afterwards
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+    for matrix in matrices[1:]:
+        assert np.array_equal(matrix, matrices[0]), np.abs(matrix - matrices[0]).max()
