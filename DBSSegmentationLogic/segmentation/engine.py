@@ -50,10 +50,10 @@ FALLBACK_MIN_JACOBIAN = 0.0
 FALLBACK_AFFINE_VOLUME_RATIO = 1.5
 FALLBACK_AFFINE_SHIFT_MM = 12.0
 #: A structure whose confidence (mean max-posterior over its voxels) is below this is flagged ``uncertain``
-#: (calibrated on the benchmark's 330 structure-cases, docs/segmentation.md: in the latest run the 9 below 0.75
-#: had mean Dice 0.67, those above 0.80; the real head's T1 STNs, 0.73, are flagged: their contrast on T1 is
-#: faint).
-UNCERTAIN_CONFIDENCE = 0.75
+#: (calibrated on the benchmark's 330 structure-cases, docs/segmentation.md: with the decision margin the 8
+#: below 0.775 had mean Dice 0.67, those above 0.81; the real head's T1 STNs, 0.76, are flagged: their
+#: contrast on T1 is faint).
+UNCERTAIN_CONFIDENCE = 0.775
 #: Below this many nats per voxel, the atlas's layout explains the image no better than chance
 #: (``generative.atlas_information_nats``): the atlas lies elsewhere than the anatomy, so the localization
 #: failed and every label would be misplaced: the case is refused (exit 2) rather than labelled. Measured
