@@ -144,7 +144,7 @@ def test_corrupted_engine_anatomy_is_refused(tmp_path):
 
 
 #: Issue 4 asks for each STN target within 4 mm of its indirect target on the real head (the generative
-#: engine gives 1.9 mm left, 2.9 mm right; the network before it gave 4.3 mm).
+#: engine gives 2.3 mm left, 2.6 mm right; the network before it gave 4.3 mm).
 REAL_HEAD_DIRECT_TO_INDIRECT_MAX_MM = 4.0
 
 
