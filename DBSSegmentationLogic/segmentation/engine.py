@@ -50,9 +50,9 @@ FALLBACK_MIN_JACOBIAN = 0.0
 FALLBACK_AFFINE_VOLUME_RATIO = 1.5
 FALLBACK_AFFINE_SHIFT_MM = 12.0
 #: A structure whose confidence (mean max-posterior over its voxels) is below this is flagged ``uncertain``
-#: (calibrated on the benchmark's 330 structure-cases, docs/segmentation.md: with the decision margin the 8
-#: below 0.775 had mean Dice 0.67, those above 0.81; the real head's T1 STNs, 0.76, are flagged: their
-#: contrast on T1 is faint).
+#: (calibrated on the benchmark's 330 structure-cases, docs/segmentation.md: with the decision margin, in the
+#: latest run the 7 below 0.775 had mean Dice 0.68, those above 0.81; the real head's T1 STNs, 0.76, are
+#: flagged: their contrast on T1 is faint).
 UNCERTAIN_CONFIDENCE = 0.775
 #: Below this many nats per voxel, the atlas's layout explains the image no better than chance
 #: (``generative.atlas_information_nats``): the atlas lies elsewhere than the anatomy, so the localization

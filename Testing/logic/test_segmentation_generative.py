@@ -5,7 +5,8 @@ landmarks (rigid identity), so each case runs in a few seconds.
 * dark nuclei moved 2.8 mm: the engine follows them and beats the atlas by a margin;
 * no nuclear contrast (T1-like, the nuclei as bright as the white matter): the engine stays at the atlas;
 * the uncertainty map has the input's geometry and is low where the contrast is clear;
-* the same input gives the same labels (determinism);
+* the same input gives the same labels (determinism), and the automatic localization the same matrix;
+* the decision margin moves a boundary to the stated log-odds and spares the atlas fallbacks;
 * a deformation that folds, or a structure that leaves its place, falls back to the atlas, flagged.
 """
 import numpy as np
@@ -87,8 +88,8 @@ def test_moved_dark_nuclei_are_followed_beyond_the_atlas(model, moved_case, move
     engine_dice = {n: dice(ours == L.BY_NAME[n].code, truth == L.BY_NAME[n].code) for n in names}
     atlas_dice = {n: dice(atlas == L.BY_NAME[n].code, truth == L.BY_NAME[n].code) for n in names}
     # measured: engine RN 0.83, STN 0.75, SN 0.83 (0.83 / 0.73 / 0.82 without the decision margin, 0.81 / 0.69 /
-    # 0.82 before the Gaussians were fitted to pure voxels), atlas 0.56-0.65 on these moved nuclei (the image lies on the anatomy's grid, half a voxel off
-    # the engine's ROI grid, so the labels are interpolated back to it)
+    # 0.82 before the Gaussians were fitted to pure voxels), atlas 0.56-0.65 on these moved nuclei (the image
+    # lies on the anatomy's grid, half a voxel off the engine's ROI grid, so the labels are interpolated back)
     assert np.mean(list(engine_dice.values())) >= np.mean(list(atlas_dice.values())) + 0.15, (engine_dice, atlas_dice)
     assert min(engine_dice.values()) >= 0.70, engine_dice
     # the centroids follow the 2.7-2.9 mm move about two thirds of the way: measured errors RN 0.95, STN 1.20,
@@ -235,7 +236,8 @@ def test_decision_margin_moves_the_boundary_to_the_stated_log_odds():
     margin = np.zeros(L.NUM_CLASSES)
     margin[1] = 0.3
     plain, plain_uncertainty = engine.posterior_to_input(posterior, roi_grid, np.eye(4))
-    shifted, shifted_uncertainty = engine.posterior_to_input(posterior, roi_grid, np.eye(4), structure_log_odds_margin=margin)
+    shifted, shifted_uncertainty = engine.posterior_to_input(posterior, roi_grid, np.eye(4),
+                                                             structure_log_odds_margin=margin)
     first_plain, first_shifted = np.argmax(plain[0, 0] == 1), np.argmax(shifted[0, 0] == 1)
     assert ramp[first_plain] > 0.5 >= ramp[first_plain - 1]
     threshold = np.exp(0.3) / (1 + np.exp(0.3))
